@@ -1,0 +1,51 @@
+"""Find a task by name (`task.name=gsm8k`) or by import path (`task._target_=my_pkg.MyTask`)."""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Mapping
+
+from textgrad_core.errors import ConfigError
+from textgrad_core.task import Task
+
+# name -> "module:Class"; imported on demand so a broken optional task never breaks the others.
+TASKS: dict[str, str] = {
+    "bbh_object_counting": "tasks.bbh_object_counting:ObjectCountingTask",
+}
+
+
+def register(name: str, target: str) -> None:
+    """Make a task class (given as 'module:Class') available by name."""
+    TASKS[name] = target
+
+
+def _import(target: str) -> Any:
+    module_name, sep, attr = target.partition(":")
+    if not sep:
+        module_name, _, attr = target.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"Cannot import task '{target}': {exc}. Use 'package.module.ClassName' and make sure "
+                          "the package is importable (installed, or on PYTHONPATH).") from exc
+
+
+def load_task(config: Mapping[str, Any] | str) -> Task:
+    """Build a task from its config: `name` (plus options) or `_target_` (plus options)."""
+    cfg = {"name": config} if isinstance(config, str) else dict(config)
+    target = cfg.pop("_target_", None)
+    name = cfg.pop("name", None)
+    if target is None:
+        if name not in TASKS:
+            raise ConfigError(f"Unknown task '{name}'. Known tasks: {', '.join(sorted(TASKS))}. "
+                              "A task of your own plugs in with task._target_=your_package.YourTask.")
+        target = TASKS[name]
+    cls = _import(target)
+    try:
+        task = cls(**cfg)
+    except TypeError as exc:
+        raise ConfigError(f"Task '{target}' does not accept these options {sorted(cfg)}: {exc}") from exc
+    required = ("load_splits", "initial_parameters", "forward", "metric")
+    missing = [m for m in required if not callable(getattr(task, m, None))]
+    if missing:
+        raise ConfigError(f"'{target}' is not a task: it lacks {missing}. Subclass textgrad_core.task.Task.")
+    return task

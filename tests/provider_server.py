@@ -1,0 +1,375 @@
+"""A local fake LLM provider for tests: speaks OpenAI chat completions and
+Anthropic messages over real HTTP, so the real SDK clients can be pointed at it.
+
+Standard library only. Binds 127.0.0.1 on a random free port and serves from a
+background thread (one handler thread per connection).
+
+    server = ProviderServer().start()
+    openai.OpenAI(api_key="k", base_url=server.openai_base_url)        # .../v1
+    anthropic.Anthropic(api_key="k", base_url=server.anthropic_base_url)
+    server.script(Status(429, retry_after=1), Reply("hi"))              # one per request
+    server.default = Status(500)                                       # every later one
+    server.stop()
+
+Routes: ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages``
+(Anthropic). Any other path gets a 404 in OpenAI's error format.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional, Union
+
+__all__ = ["ProviderServer", "Reply", "Status", "Malformed", "Behaviour", "last_user_text"]
+
+
+# --------------------------------------------------------------------------- behaviours
+
+
+@dataclass
+class Reply:
+    """A normal completion.
+
+    text: reply text; None -> ``server.reply_fn(request_json)`` if set, else
+      ``"echo: <last user message text>"``.
+    delay: seconds to wait before answering (concurrency overlap, client timeouts).
+    input_tokens: total prompt tokens, *including* cached ones. OpenAI gets it as
+      ``prompt_tokens``; Anthropic (whose ``input_tokens`` excludes cache reads) gets
+      ``input_tokens - cached_tokens`` plus ``cache_read_input_tokens=cached_tokens``.
+    truncated: finish as if the token limit was hit (``finish_reason="length"`` /
+      ``stop_reason="max_tokens"``) instead of a normal stop.
+    """
+
+    text: Optional[str] = None
+    delay: float = 0.0
+    input_tokens: int = 11
+    output_tokens: int = 7
+    cached_tokens: int = 0
+    truncated: bool = False
+
+
+@dataclass
+class Status:
+    """An error response with the provider's error JSON body and status ``code``.
+
+    ``retry_after`` (seconds) is sent as a ``Retry-After`` header when given.
+    """
+
+    code: int
+    retry_after: Optional[float] = None
+    message: str = "simulated provider error"
+    delay: float = 0.0
+
+
+@dataclass
+class Malformed:
+    """HTTP 200, ``Content-Type: application/json``, but a body that is not valid JSON."""
+
+    body: str = "{not json"
+    delay: float = 0.0
+
+
+Behaviour = Union[Reply, Status, Malformed]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _content_text(content: Any) -> str:
+    """Text of an OpenAI/Anthropic message ``content`` (a string or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "".join(parts)
+    return ""
+
+
+def last_user_text(body: Any) -> str:
+    """Text of the last ``role == "user"`` message in a request body ('' if none)."""
+    if not isinstance(body, dict):
+        return ""
+    for msg in reversed(body.get("messages") or []):
+        if isinstance(msg, dict) and msg.get("role") == "user":
+            return _content_text(msg.get("content"))
+    return ""
+
+
+_OPENAI_ERROR_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("invalid_request_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def _openai_error(code: int, message: str) -> dict:
+    etype, ecode = _OPENAI_ERROR_TYPES.get(code, ("server_error" if code >= 500 else "invalid_request_error", None))
+    return {"error": {"message": message, "type": etype, "param": None, "code": ecode}}
+
+
+def _anthropic_error(code: int, message: str, request_id: str) -> dict:
+    etype = _ANTHROPIC_ERROR_TYPES.get(code, "api_error" if code >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": etype, "message": message}, "request_id": request_id}
+
+
+# --------------------------------------------------------------------------- server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real APIs; we always send Content-Length
+    server: "_HTTPServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence stderr
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.server.provider._handle(self)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.server.provider._handle(self)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    provider: "ProviderServer"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out close the socket mid-reply; that is expected here.
+        pass
+
+
+class ProviderServer:
+    """Fake OpenAI + Anthropic endpoint. See module docstring."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.peak_in_flight: int = 0
+        self.in_flight: int = 0
+        self.default: Behaviour = Reply()
+        self.reply_fn: Optional[Callable[[dict], str]] = None
+        self.openai_base_url: str = ""
+        self.anthropic_base_url: str = ""
+        self.port: int = 0
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Behaviour] = collections.deque()
+        self._wake = threading.Event()  # set to cut pending delays short (reset/stop)
+        self._httpd: Optional[_HTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # ---- lifecycle
+
+    def start(self) -> "ProviderServer":
+        if self._httpd is not None:
+            return self
+        httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        httpd.provider = self
+        self._httpd = httpd
+        self.port = httpd.server_address[1]
+        self.anthropic_base_url = f"http://127.0.0.1:{self.port}"
+        self.openai_base_url = f"{self.anthropic_base_url}/v1"
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="provider-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._wake.set()
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "ProviderServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ---- scripting
+
+    def script(self, *behaviours: Behaviour) -> None:
+        """Queue behaviours, consumed one per request in order; then ``default``."""
+        with self._lock:
+            self._queue.extend(behaviours)
+
+    def reset(self) -> None:
+        """Clear recorded requests, the behaviour queue and ``peak_in_flight``.
+
+        Also cuts short the delays of requests still being handled (e.g. left over from
+        a client timeout), so they do not overlap the next test.
+        """
+        with self._lock:
+            self._queue.clear()
+            self.requests.clear()
+            self._wake.set()
+            self._wake = threading.Event()
+            self.peak_in_flight = 0
+
+    def _next_behaviour(self) -> Behaviour:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            return self.default
+
+    # ---- request handling
+
+    def _handle(self, h: _Handler) -> None:
+        path, _, query = h.path.partition("?")
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        headers = {k.lower(): v for k, v in h.headers.items()}
+
+        if h.command == "POST" and path.rstrip("/").endswith("/chat/completions"):
+            provider = "openai"
+        elif h.command == "POST" and path.rstrip("/").endswith("/messages"):
+            provider = "anthropic"
+        else:
+            provider = None
+
+        with self._lock:
+            self.requests.append(
+                {"path": path, "query": query, "method": h.command, "provider": provider, "headers": headers, "json": body,
+                 "t": time.monotonic()}  # arrival time, e.g. to measure the gap between a 429 and its retry
+            )
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            wake = self._wake
+        try:
+            if provider is None:
+                self._send(h, 404, _openai_error(404, f"unknown route {h.command} {path}"))
+                return
+            behaviour = self._next_behaviour()
+            if behaviour.delay > 0:
+                wake.wait(behaviour.delay)
+            if isinstance(behaviour, Reply):
+                self._reply(h, provider, behaviour, body)
+            elif isinstance(behaviour, Status):
+                self._status(h, provider, behaviour)
+            elif isinstance(behaviour, Malformed):
+                self._send_raw(h, 200, behaviour.body.encode("utf-8"), {})
+            else:  # pragma: no cover - misuse
+                raise TypeError(f"unknown behaviour {behaviour!r}")
+        except (BrokenPipeError, ConnectionResetError):
+            h.close_connection = True
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _reply(self, h: _Handler, provider: str, r: Reply, body: Any) -> None:
+        if r.text is not None:
+            text = r.text
+        elif self.reply_fn is not None:
+            text = self.reply_fn(body if isinstance(body, dict) else {})
+        else:
+            text = "echo: " + last_user_text(body)
+        model = body.get("model") if isinstance(body, dict) and body.get("model") else "test-model"
+        req_id = "req_" + uuid.uuid4().hex[:24]
+        if provider == "openai":
+            payload = {
+                "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                        "logprobs": None,
+                        "finish_reason": "length" if r.truncated else "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": r.input_tokens,
+                    "completion_tokens": r.output_tokens,
+                    "total_tokens": r.input_tokens + r.output_tokens,
+                    "prompt_tokens_details": {"cached_tokens": r.cached_tokens, "audio_tokens": 0},
+                    "completion_tokens_details": {
+                        "reasoning_tokens": 0,
+                        "audio_tokens": 0,
+                        "accepted_prediction_tokens": 0,
+                        "rejected_prediction_tokens": 0,
+                    },
+                },
+                "service_tier": "default",
+                "system_fingerprint": None,
+            }
+            self._send(h, 200, payload, {"x-request-id": req_id})
+        else:
+            payload = {
+                "id": "msg_" + uuid.uuid4().hex[:24],
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "stop_reason": "max_tokens" if r.truncated else "end_turn",
+                "stop_sequence": None,
+                "usage": {
+                    "input_tokens": max(r.input_tokens - r.cached_tokens, 0),
+                    "output_tokens": r.output_tokens,
+                    "cache_read_input_tokens": r.cached_tokens,
+                    "cache_creation_input_tokens": 0,
+                },
+            }
+            self._send(h, 200, payload, {"request-id": req_id})
+
+    def _status(self, h: _Handler, provider: str, s: Status) -> None:
+        req_id = "req_" + uuid.uuid4().hex[:24]
+        extra: dict[str, str] = {}
+        if s.retry_after is not None:
+            ra = s.retry_after
+            extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+        if provider == "openai":
+            extra["x-request-id"] = req_id
+            self._send(h, s.code, _openai_error(s.code, s.message), extra)
+        else:
+            extra["request-id"] = req_id
+            self._send(h, s.code, _anthropic_error(s.code, s.message, req_id), extra)
+
+    def _send(self, h: _Handler, code: int, payload: Any, headers: Optional[dict] = None) -> None:
+        self._send_raw(h, code, json.dumps(payload).encode("utf-8"), headers or {})
+
+    @staticmethod
+    def _send_raw(h: _Handler, code: int, data: bytes, headers: dict) -> None:
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(data)
+        h.wfile.flush()

@@ -1,0 +1,156 @@
+"""Token and cost accounting per role and model, and the run budget."""
+from __future__ import annotations
+
+import re
+import threading
+from collections import defaultdict
+
+from pydantic import BaseModel
+
+from textgrad_core.engines.config import BudgetConfig, Price
+from textgrad_core.engines.types import LLMReply, Usage
+from textgrad_core.errors import BudgetExceeded
+
+# USD per million tokens, list prices as published by the providers; extend or override with `pricing:` in config.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o": Price(input=2.50, output=10.00, cached_input=1.25),
+    "gpt-4o-mini": Price(input=0.15, output=0.60, cached_input=0.075),
+    "gpt-4.1": Price(input=2.00, output=8.00, cached_input=0.50),
+    "gpt-4.1-mini": Price(input=0.40, output=1.60, cached_input=0.10),
+    "gpt-3.5-turbo": Price(input=0.50, output=1.50),
+    "claude-3-5-sonnet-latest": Price(input=3.00, output=15.00, cached_input=0.30),
+    "claude-3-5-haiku-latest": Price(input=0.80, output=4.00, cached_input=0.08),
+    "claude-sonnet-4-5": Price(input=3.00, output=15.00, cached_input=0.30),
+    "claude-haiku-4-5": Price(input=1.00, output=5.00, cached_input=0.10),
+}
+
+
+# Providers answer with dated snapshot names: gpt-4o-mini-2024-07-18, claude-haiku-4-5-20251001.
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
+
+
+class PriceTable:
+    """Looks up a model's price; unknown models cost 0 and are reported as unpriced."""
+
+    def __init__(self, extra: dict[str, Price | dict] | None = None):
+        self.prices = dict(DEFAULT_PRICES)
+        for name, price in (extra or {}).items():
+            self.prices[name] = price if isinstance(price, Price) else Price.model_validate(dict(price))
+        self.unpriced: set[str] = set()
+
+    def lookup(self, model: str) -> Price | None:
+        """The price of a model, or of the model family a dated snapshot name belongs to."""
+        price = self.prices.get(model)
+        if price is None and _SNAPSHOT_SUFFIX.search(model):
+            family = _SNAPSHOT_SUFFIX.sub("", model)
+            price = self.prices.get(family) or self.prices.get(family + "-latest")
+        return price
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float:
+        """USD cost of one call."""
+        if provider in ("sim", "scripted"):
+            return 0.0
+        price = self.lookup(model)
+        if price is None:
+            self.unpriced.add(model)
+            return 0.0
+        cached_price = price.cached_input if price.cached_input is not None else price.input
+        fresh_input = max(usage.input_tokens - usage.cached_tokens, 0)
+        return (fresh_input * price.input + usage.cached_tokens * cached_price + usage.output_tokens * price.output) / 1e6
+
+
+class UsageTotals(BaseModel):
+    """Aggregated usage of a set of calls."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    def add_reply(self, reply: LLMReply) -> None:
+        self.calls += 1
+        self.cache_hits += int(reply.cache_hit)
+        if not reply.cache_hit:
+            self.input_tokens += reply.usage.input_tokens
+            self.output_tokens += reply.usage.output_tokens
+            self.cached_tokens += reply.usage.cached_tokens
+            self.cost_usd += reply.cost_usd
+        self.latency_s += reply.latency_s
+
+    def minus(self, other: "UsageTotals") -> "UsageTotals":
+        """The usage between two snapshots."""
+        return UsageTotals(**{k: getattr(self, k) - getattr(other, k) for k in UsageTotals.model_fields})
+
+    def plus(self, other: "UsageTotals") -> "UsageTotals":
+        return UsageTotals(**{k: getattr(self, k) + getattr(other, k) for k in UsageTotals.model_fields})
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Ledger:
+    """Thread-safe usage ledger shared by every engine of a run, keyed by (role, provider, model)."""
+
+    def __init__(self, budget: BudgetConfig | None = None, prices: PriceTable | None = None):
+        self.budget = budget or BudgetConfig()
+        self.prices = prices or PriceTable()
+        self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str, str], UsageTotals] = defaultdict(UsageTotals)
+        self._reserved_calls = 0
+
+    def reserve(self) -> None:
+        """Admit one more call, or raise BudgetExceeded if the budget is used up."""
+        with self._lock:
+            total = self._total_locked()
+            b = self.budget
+            if b.max_calls is not None and total.calls - total.cache_hits + self._reserved_calls >= b.max_calls:
+                raise BudgetExceeded(f"Budget exhausted: max_calls={b.max_calls} LLM calls made. "
+                                     "Raise budget.max_calls to continue; everything written so far is intact.")
+            if b.max_tokens is not None and total.tokens >= b.max_tokens:
+                raise BudgetExceeded(f"Budget exhausted: {total.tokens} tokens used (max_tokens={b.max_tokens}). "
+                                     "Raise budget.max_tokens to continue; everything written so far is intact.")
+            if b.max_cost_usd is not None and total.cost_usd >= b.max_cost_usd:
+                raise BudgetExceeded(f"Budget exhausted: ${total.cost_usd:.4f} spent (max_cost_usd={b.max_cost_usd}). "
+                                     "Raise budget.max_cost_usd to continue; everything written so far is intact.")
+            self._reserved_calls += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._reserved_calls -= 1
+
+    def record(self, role: str, reply: LLMReply) -> None:
+        with self._lock:
+            self._rows[(role, reply.provider, reply.model)].add_reply(reply)
+
+    def record_error(self, role: str, provider: str, model: str) -> None:
+        with self._lock:
+            self._rows[(role, provider, model)].errors += 1
+
+    def _total_locked(self) -> UsageTotals:
+        total = UsageTotals()
+        for row in self._rows.values():
+            total = total.plus(row)
+        return total
+
+    def total(self) -> UsageTotals:
+        """Usage of every call so far."""
+        with self._lock:
+            return self._total_locked()
+
+    def by_role(self) -> dict[str, UsageTotals]:
+        """Usage per role (forward, credit, optimizer, ...)."""
+        with self._lock:
+            out: dict[str, UsageTotals] = defaultdict(UsageTotals)
+            for (role, _, _), row in self._rows.items():
+                out[role] = out[role].plus(row)
+            return dict(out)
+
+    def rows(self) -> list[dict]:
+        """One row per (role, provider, model), for summaries."""
+        with self._lock:
+            return [dict(role=r, provider=p, model=m, **row.model_dump()) for (r, p, m), row in sorted(self._rows.items())]

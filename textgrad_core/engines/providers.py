@@ -1,0 +1,174 @@
+"""Backends for real providers over their official async SDK clients: OpenAI (and every OpenAI-compatible server) and Anthropic."""
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from typing import Any
+
+from textgrad_core.engines.base import LoopLocal, TransientProviderError, parse_json_reply
+from textgrad_core.engines.config import EngineConfig
+from textgrad_core.engines.types import LLMReply, LLMRequest, Usage
+from textgrad_core.errors import MalformedReplyError, MissingAPIKeyError, ProviderError
+from textgrad_core.runlog import redact
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 529}
+
+
+def _api_key(config: EngineConfig) -> str:
+    env = config.key_env
+    key = os.environ.get(env or "", "")
+    if key:
+        return key
+    if config.base_url and config.provider == "openai":
+        # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) usually ignore the key.
+        return "not-needed"
+    raise MissingAPIKeyError(config.provider, env or "<api_key_env>")
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from Retry-After / retry-after-ms headers, if the server sent them."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def _classify(provider: str, exc: Exception, sdk: Any) -> Exception:
+    """Map an SDK exception to a retryable or final error that says what happened."""
+    status = getattr(exc, "status_code", None)
+    message = redact(_error_message(exc))
+    if isinstance(exc, sdk.APITimeoutError):
+        return TransientProviderError(f"request timed out: {message}")
+    if isinstance(exc, sdk.APIConnectionError):
+        return TransientProviderError(f"connection error: {message}")
+    if isinstance(exc, sdk.APIStatusError):
+        if status in _RETRYABLE_STATUS:
+            return TransientProviderError(message, status=status, retry_after=_retry_after(exc.response.headers))
+        return ProviderError(provider, message, status=status)
+    if isinstance(exc, (sdk.APIResponseValidationError, ValueError, KeyError, TypeError)):
+        return MalformedReplyError(provider, f"malformed response body: {message}", status=status)
+    return ProviderError(provider, message, status=status)
+
+
+def _error_message(exc: Exception) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+    return str(exc) or type(exc).__name__
+
+
+def _schema_instruction(request: LLMRequest) -> str:
+    fmt = request.response_format
+    assert fmt is not None
+    if fmt.json_schema:
+        return "Reply with a single JSON object that matches this JSON schema, and nothing else:\n" + json.dumps(fmt.json_schema)
+    return "Reply with a single JSON object, and nothing else."
+
+
+class OpenAIBackend:
+    """Chat completions through `openai.AsyncOpenAI`; `base_url` reaches any OpenAI-compatible server."""
+
+    provider = "openai"
+    simulated = False
+
+    def __init__(self, config: EngineConfig):
+        import openai
+
+        self._sdk = openai
+        self.config = config
+        key = _api_key(config)
+        self._client = LoopLocal(lambda: openai.AsyncOpenAI(
+            api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
+            default_headers=config.options.get("headers") or None))
+
+    async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        kwargs: dict[str, Any] = dict(model=model, messages=messages, temperature=request.temperature, timeout=timeout)
+        kwargs["max_completion_tokens" if self.config.options.get("max_completion_tokens") else "max_tokens"] = request.max_tokens
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        fmt = request.response_format
+        if fmt is not None:
+            if fmt.type == "json_schema" and fmt.json_schema and self.config.options.get("native_json_schema", True):
+                kwargs["response_format"] = {"type": "json_schema",
+                                             "json_schema": {"name": fmt.name, "schema": fmt.json_schema, "strict": False}}
+            else:
+                kwargs["response_format"] = {"type": "json_object"}
+                messages.insert(0, {"role": "system", "content": _schema_instruction(request)})
+        try:
+            completion = await self._client.get().chat.completions.create(**kwargs)
+            choice = completion.choices[0]
+            text = choice.message.content or ""
+            usage = completion.usage
+            details = getattr(usage, "prompt_tokens_details", None) if usage else None
+            return LLMReply(
+                text=text, model=completion.model or model, provider=self.provider,
+                usage=Usage(input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+                            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
+                            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0),
+                finish_reason=choice.finish_reason,
+                parsed=parse_json_reply(text) if fmt is not None else None,
+            )
+        except Exception as exc:  # every SDK failure is classified below, none is swallowed
+            raise _classify(self.provider, exc, self._sdk) from exc
+
+
+class AnthropicBackend:
+    """Messages API through `anthropic.AsyncAnthropic`; system messages go to Anthropic's `system` field."""
+
+    provider = "anthropic"
+    simulated = False
+
+    def __init__(self, config: EngineConfig):
+        import anthropic
+
+        self._sdk = anthropic
+        self.config = config
+        key = _api_key(config)
+        self._client = LoopLocal(lambda: anthropic.AsyncAnthropic(
+            api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
+            default_headers=config.options.get("headers") or None))
+
+    async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
+        system_parts = [m.content for m in request.messages if m.role == "system"]
+        if request.response_format is not None:
+            system_parts.append(_schema_instruction(request))
+        messages = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
+        kwargs: dict[str, Any] = dict(model=model, messages=messages, max_tokens=request.max_tokens, timeout=timeout)
+        if system_parts:
+            kwargs["system"] = "\n\n".join(system_parts)
+        if request.stop:
+            kwargs["stop_sequences"] = list(request.stop)
+        if self.config.options.get("send_temperature", True):
+            # Newer SDK releases dropped the typed argument; the wire field is still accepted by the models that take it.
+            kwargs["extra_body"] = {"temperature": request.temperature}
+        try:
+            message = await self._client.get().messages.create(**kwargs)
+            text = "".join(getattr(block, "text", "") for block in message.content if getattr(block, "type", "") == "text")
+            usage = message.usage
+            cached = (getattr(usage, "cache_read_input_tokens", 0) or 0) if usage else 0
+            return LLMReply(
+                text=text, model=message.model or model, provider=self.provider,
+                usage=Usage(input_tokens=(getattr(usage, "input_tokens", 0) or 0) + cached,
+                            output_tokens=getattr(usage, "output_tokens", 0) or 0, cached_tokens=cached),
+                finish_reason=message.stop_reason,
+                parsed=parse_json_reply(text) if request.response_format is not None else None,
+            )
+        except Exception as exc:  # every SDK failure is classified below, none is swallowed
+            raise _classify(self.provider, exc, self._sdk) from exc

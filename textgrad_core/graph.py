@@ -1,0 +1,156 @@
+"""The recorded computation graph of one forward pass, over networkx, with JSON, DOT and Mermaid export."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import networkx as nx
+
+from textgrad_core.variable import OpRecord, Parameter, Variable
+
+
+class Graph:
+    """A DAG whose nodes are Variables and whose edges run from an op's inputs to its output."""
+
+    def __init__(self, variables: Iterable[Variable] = ()):
+        self.g = nx.DiGraph()
+        for var in variables:
+            self.add(var)
+
+    @classmethod
+    def from_output(cls, *outputs: Variable) -> "Graph":
+        """Everything the outputs depend on, found by walking the recorded ops backwards."""
+        graph = cls()
+        for out in outputs:
+            graph.add(out)
+        return graph
+
+    def add(self, var: Variable) -> None:
+        """Add a variable and, recursively, the inputs of the op that produced it."""
+        stack = [var]
+        while stack:
+            v = stack.pop()
+            if v.id in self.g and "var" in self.g.nodes[v.id]:
+                continue
+            self.g.add_node(v.id, var=v)
+            for _, inp in (v.op.inputs if v.op else []):
+                stack.append(inp)
+                self.g.add_edge(inp.id, v.id)
+
+    def var(self, node_id: str) -> Variable:
+        return self.g.nodes[node_id]["var"]
+
+    def __contains__(self, var: Variable | str) -> bool:
+        return (var if isinstance(var, str) else var.id) in self.g
+
+    def __len__(self) -> int:
+        return self.g.number_of_nodes()
+
+    @property
+    def variables(self) -> list[Variable]:
+        return [self.var(n) for n in self.g.nodes]
+
+    def parameters(self) -> list[Parameter]:
+        """The trainable parameters that appear in this graph."""
+        return [v for v in self.variables if isinstance(v, Parameter)]
+
+    def topological_order(self) -> list[Variable]:
+        """Inputs before the ops that use them (deterministic for a given recording)."""
+        return [self.var(n) for n in nx.lexicographical_topological_sort(self.g, key=_order_key(self.g))]
+
+    def successors(self, var: Variable) -> list[Variable]:
+        return [self.var(n) for n in self.g.successors(var.id)]
+
+    def minimal_subgraph(self, output: Variable, params: Iterable[Variable] | None = None) -> "Graph":
+        """Nodes on some path from a trainable parameter to `output`: what credit must flow through."""
+        sources = [p.id for p in (params if params is not None else self.parameters()) if p.id in self.g]
+        upstream = nx.ancestors(self.g, output.id) | {output.id}
+        keep: set[str] = set()
+        for s in sources:
+            if s in upstream:
+                keep |= (nx.descendants(self.g, s) | {s}) & upstream
+        sub = Graph()
+        sub.g = self.g.subgraph(keep).copy()
+        return sub
+
+    # ---- export -------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description from which `from_json` rebuilds an equal graph."""
+        nodes = []
+        for v in self.topological_order():
+            node: dict[str, Any] = {"id": v.id, "role": v.role, "value": _jsonable(v.value),
+                                    "requires_grad": v.requires_grad, "feedback": list(v.feedback), "score": v.score,
+                                    "type": type(v).__name__}
+            if isinstance(v, Parameter):
+                node.update(name=v.name, kind=v.kind, constraints=list(v.constraints))
+            if v.op is not None:
+                node["op"] = {"name": v.op.name, "kind": v.op.kind, "inputs": [[f, i.id] for f, i in v.op.inputs],
+                              "description": v.op.description, "source": v.op.source, "prompt": v.op.prompt,
+                              "template": v.op.template, "error": v.op.error}
+            nodes.append(node)
+        return {"format": "textgrad_core.graph/1", "nodes": nodes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> "Graph":
+        """Rebuild a graph written by `to_json`."""
+        if isinstance(data, str):
+            data = json.loads(data)
+        built: dict[str, Variable] = {}
+        for node in data["nodes"]:  # topological order: inputs are built first
+            op = None
+            if node.get("op"):
+                o = node["op"]
+                op = OpRecord(name=o["name"], kind=o["kind"], inputs=[(f, built[i]) for f, i in o["inputs"]],
+                              description=o.get("description", ""), source=o.get("source"), prompt=o.get("prompt"),
+                              template=o.get("template"), error=o.get("error"))
+            if node.get("type") == "Parameter":
+                var: Variable = Parameter(value=node["value"], role=node["role"], name=node["name"], kind=node["kind"],
+                                          constraints=node.get("constraints", []))
+            else:
+                var = Variable(value=node["value"], role=node["role"], requires_grad=node["requires_grad"], op=op)
+                var.id = node["id"]
+            var.feedback = list(node.get("feedback", []))
+            var.score = node.get("score")
+            built[node["id"]] = var
+        return cls(built.values())
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text."""
+        lines = ["digraph G {", "  rankdir=LR;"]
+        for v in self.topological_order():
+            shape = "box" if isinstance(v, Parameter) else ("octagon" if v.is_error else "ellipse")
+            label = f"{v.op.name if v.op else 'input'}\\n{v.role}"
+            lines.append(f'  "{v.id}" [shape={shape}, label="{_escape(label)}"];')
+        for a, b in self.g.edges:
+            lines.append(f'  "{a}" -> "{b}";')
+        lines.append("}")
+        return "\n".join(lines)
+
+    def to_mermaid(self) -> str:
+        """Mermaid flowchart text."""
+        lines = ["flowchart LR"]
+        for v in self.topological_order():
+            label = _escape(f"{v.op.name if v.op else 'input'}: {v.role}").replace('"', "'")
+            left, right = ("[[", "]]") if isinstance(v, Parameter) else ("([", "])") if v.op is None else ("[", "]")
+            lines.append(f'  {v.id}{left}"{label}"{right}')
+        for a, b in self.g.edges:
+            lines.append(f"  {a} --> {b}")
+        return "\n".join(lines)
+
+
+def _order_key(g: nx.DiGraph):
+    def key(node_id: str) -> str:
+        return node_id.rjust(12, "0")
+    return key
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except TypeError:
+        return str(value)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
