@@ -58,11 +58,12 @@ class Reply:
 class Status:
     """An error response with the provider's error JSON body and status ``code``.
 
-    ``retry_after`` (seconds) is sent as a ``Retry-After`` header when given.
+    ``retry_after`` (seconds) is sent as a ``Retry-After`` header when given; a
+    string is sent verbatim (an HTTP-date, or garbage).
     """
 
     code: int
-    retry_after: Optional[float] = None
+    retry_after: Optional[Union[float, str]] = None
     message: str = "simulated provider error"
     delay: float = 0.0
 
@@ -352,7 +353,10 @@ class ProviderServer:
         extra: dict[str, str] = {}
         if s.retry_after is not None:
             ra = s.retry_after
-            extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
+            if isinstance(ra, str):
+                extra["Retry-After"] = ra
+            else:
+                extra["Retry-After"] = str(int(ra)) if float(ra).is_integer() else str(ra)
         if provider == "openai":
             extra["x-request-id"] = req_id
             self._send(h, s.code, _openai_error(s.code, s.message), extra)

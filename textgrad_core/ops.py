@@ -178,3 +178,21 @@ def join(*parts: Variable | str, sep: str = "\n", role: str = "concatenation of 
     value = sep.join(str(v.value) for _, v in inputs)
     op = OpRecord(name="join", kind="join", inputs=inputs, description=f"Concatenates its inputs separated by {sep!r}.")
     return Variable(value=value, role=role, op=op)
+
+
+async def call_code(code: Variable, function_name: str, *args: Variable | Any, limits: Any = None,
+                    output_role: str | None = None) -> Variable:
+    """Run `function_name` from the Python source in `code` (often a trainable code Parameter) in the sandbox.
+
+    The arguments and result cross the process boundary as JSON. A crash, timeout or blocked operation in the
+    code becomes an error node carrying the sandbox's message, which then reaches the feedback.
+    """
+    from textgrad_core.sandbox import acall_function
+
+    inputs = [("code", code)] + [(f"arg{i}", as_variable(a, f"argument {i} of {function_name}")) for i, a in enumerate(args)]
+    value, result = await acall_function(str(code.value), function_name, [v.value for _, v in inputs[1:]], limits=limits)
+    error = None if result.ok else (result.error or f"exit code {result.returncode}")
+    op = OpRecord(name=function_name, kind="code", inputs=inputs, source=str(code.value), error=error,
+                  description=f"Runs the function '{function_name}' defined by the code input, in a sandbox.")
+    return Variable(value=f"ERROR in {function_name}: {error}" if error else value,
+                    role=output_role or f"return value of {function_name}", op=op)
