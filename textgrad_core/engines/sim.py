@@ -168,7 +168,11 @@ class SimBackend:
         target_id = re.search(r'<TARGET id="([^"]+)"', text)
         target_value = self._input_value(text)
         if trainable and target_value is not None:
-            missing = self._missing(target_value)
+            # Neighbour-aware (semantic) prompts list the op's other inputs: guidance a sibling already gives the
+            # same op is not asked of the target again.
+            siblings = _between(text, "<SIBLINGS>", "</SIBLINGS>") or ""
+            present_in_siblings = {i.key for i in self._present(siblings)}
+            missing = [i for i in self._missing(target_value) if i.key not in present_in_siblings]
             if not missing:
                 return "This input already contains all the guidance it needs; the error comes from elsewhere."
             pick = missing[int(unit_hash(self.seed, "credit", text) * len(missing))]
@@ -178,7 +182,9 @@ class SimBackend:
 
     @staticmethod
     def _input_value(text: str) -> str | None:
-        match = re.search(r"<INPUT [^>]*>\n(.*?)\n</INPUT>", text, re.DOTALL)
+        """The value of the target input: the one <INPUT> inside <INPUTS> (siblings and quoted prompts are elsewhere)."""
+        inputs = _between(text, "<INPUTS>", "</INPUTS>")
+        match = re.search(r"<INPUT [^>]*>\n(.*?)\n</INPUT>", inputs if inputs is not None else text, re.DOTALL)
         return match.group(1) if match else None
 
     def _improve(self, value: str, feedback: str, salt: str) -> str:
