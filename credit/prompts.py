@@ -50,6 +50,67 @@ The same operation has these other inputs; account for them, since the change to
 </SIBLINGS>
 """
 
-AGGREGATE_ITEM = """<FEEDBACK from="{source}">
+AGGREGATE_ITEM = """<SUCCESSOR_FEEDBACK from="{source}">
 {text}
-</FEEDBACK>"""
+</SUCCESSOR_FEEDBACK>"""
+
+SIBLING_ITEM = """<SIBLING field="{field}" id="{id}" role="{role}" trainable="{trainable}">
+{value}
+</SIBLING>"""
+
+# ---- trace propagation: the serialized minimal subgraph -----------------------------------------------------------
+# Optimizers wrap what they are given in <FEEDBACK>, so the trace's own tags avoid that name (no nesting).
+# A trace reads like a short program: one line per operation, `vN = op(field=input, ...)`, each value below its
+# line prefixed with VALUE_PREFIX (so a value's extent is visible however many lines it has).
+
+TRACE_VALUE_PREFIX = "  | "
+
+TRACE = """<TRACE examples="{n_examples}">
+How to read this trace: for each example, every operation on a path from a trainable parameter to the system's
+output, in execution order, as `id = operation(field=input id, ...)  # role of the result`, with the value below it
+(lines starting with '|'; long values are cut with a visible mark). Parameter ids are their names. An id shown as
+`<input>` is a value no trainable parameter influences; the operations that produced it are omitted. A failed
+operation shows its error in place. Each example ends with the feedback on its output and its score.
+<PARAMETERS>
+{parameters}
+</PARAMETERS>
+<OPERATIONS>
+{operations}
+</OPERATIONS>
+{examples}
+</TRACE>"""
+
+TRACE_PARAMETER = """<PARAMETER id="{id}" kind="{kind}" role="{role}">
+{value}
+</PARAMETER>"""
+
+TRACE_OPERATION = """<OP name="{name}" kind="{kind}">
+{description}{detail}
+</OP>"""
+
+TRACE_OP_TEMPLATE = """
+template:
+{template}"""
+
+TRACE_OP_SOURCE = """
+source:
+{source}"""
+
+TRACE_OP_SOURCE_IS_INPUT = """
+source: the value of its input '{field}'"""
+
+TRACE_EXAMPLE = """<EXAMPLE id="{example_id}" score="{score}">
+{lines}
+output: {output_id}
+<OUTPUT_FEEDBACK>
+{feedback}
+</OUTPUT_FEEDBACK>
+</EXAMPLE>"""
+
+TRACE_INPUT_LINE = "{id} = <input>  # {role}"
+
+TRACE_OP_LINE = "{id} = {op_name}({arguments})  # {role}"
+
+TRACE_ERROR_LINE = "  ! error in {op_name}: {error}"
+
+TRACE_NO_PATH = "(no trainable parameter influences this example's output)"

@@ -42,17 +42,20 @@ class CreditResult:
 
     strategy: str
     kind: str  # PER_PARAMETER, TRACE or SCORES
-    feedback: dict[str, list[ParameterFeedback]] = field(default_factory=dict)  # parameter id -> feedback
+    feedback: dict[str, list[ParameterFeedback]] = field(default_factory=dict)  # parameter id -> feedback (with TRACE: examples left out of the trace)
     trace: str | None = None  # serialized trace (kind TRACE)
     scores: dict[str, float] = field(default_factory=dict)  # example id -> score
     details: dict[str, Any] = field(default_factory=dict)  # strategy-specific (e.g. which strategy adaptive chose)
 
     def for_parameter(self, param: Parameter) -> list[ParameterFeedback]:
-        """Feedback addressed to `param`; a trace result addresses the whole trace to every parameter."""
+        """Feedback addressed to `param`: a trace result addresses the whole trace to every parameter, followed by
+        any per-parameter feedback it also carries (adaptive credit's fallback examples); scores otherwise."""
         if self.kind == PER_PARAMETER:
             return self.feedback.get(param.id, [])
-        if self.kind == TRACE and self.trace:
-            return [ParameterFeedback("minibatch", self.trace)]
+        if self.kind == TRACE:
+            items = ([ParameterFeedback("minibatch", self.trace)] if self.trace else []) + self.feedback.get(param.id, [])
+            if items:
+                return items
         return [ParameterFeedback(eid, f"The system scored {score:.2f} on this example.") for eid, score in self.scores.items()]
 
 
