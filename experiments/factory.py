@@ -3,16 +3,23 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from credit.adaptive import AdaptiveCredit
 from credit.backprop import Backprop
+from credit.outcome import OutcomeCredit
+from credit.semantic import SemanticBackprop
+from credit.trace import TracePropagation
 from tasks.registry import load_task
 from textgrad_core.engines import EngineSet, JsonlLog, Ledger, PriceTable
 from textgrad_core.engines.config import BudgetConfig
 from textgrad_core.errors import ConfigError
 from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import OPRO, JointUpdate
+from textgrad_core.search import CandidateSearch
 from textgrad_core.task import Task
 
-CREDIT = {"backprop": Backprop}
-OPTIMIZERS = {"tgd": TGD}
+CREDIT = {"backprop": Backprop, "semantic": SemanticBackprop, "trace": TracePropagation, "outcome": OutcomeCredit,
+          "adaptive": AdaptiveCredit}
+OPTIMIZERS = {"tgd": TGD, "joint": JointUpdate, "opro": OPRO}
 
 
 def _build(kind: str, registry: Mapping[str, Any], cfg: Mapping[str, Any]) -> Any:
@@ -36,9 +43,22 @@ def build_optimizer(cfg: Mapping[str, Any], credit: Any) -> Any:
     optimizer = _build("optimizer", OPTIMIZERS, cfg)
     if credit.kind not in optimizer.accepts:
         fits = [n for n, c in CREDIT.items() if c.kind in optimizer.accepts]
-        raise ConfigError(f"optimizer={optimizer.name} cannot use credit={credit.name} (it gives '{credit.kind}'); "
-                          f"credit strategies that fit: {', '.join(fits)}.")
+        raise ConfigError(f"optimizer={optimizer.name} cannot use credit={credit.name} (it gives '{credit.kind}', the "
+                          f"optimizer needs {' or '.join(sorted(optimizer.accepts))}); "
+                          f"credit strategies that fit: {', '.join(fits) or 'none registered'}.")
     return optimizer
+
+
+def build_search(cfg: Mapping[str, Any] | None, optimizer: Any) -> CandidateSearch | None:
+    """Candidate search around the optimizer, selected by `search.name` (greedy, beam, pareto); None for `none`."""
+    options = dict(cfg or {})
+    name = options.pop("name", "none")
+    if name in (None, "none"):
+        return None
+    try:
+        return CandidateSearch(optimizer, selection=name, **options)
+    except TypeError as exc:
+        raise ConfigError(f"Invalid options for search '{name}': {exc}") from exc
 
 
 def role_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -64,4 +84,4 @@ def build_engines(cfg: Mapping[str, Any], task: Task, splits: Any, call_log: Jso
     return EngineSet(configs, ledger=ledger, call_log=call_log, sim_world=world)
 
 
-__all__ = ["build_credit", "build_engines", "build_optimizer", "load_task", "role_configs"]
+__all__ = ["build_credit", "build_engines", "build_optimizer", "build_search", "load_task", "role_configs"]

@@ -16,7 +16,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console = console or Console()
     if summary.get("simulated"):
         console.print(f"[bold yellow]{summary['notice']}[/]")
-    scores = Table(title=f"{summary['task']}  credit={summary['credit']}  optimizer={summary['optimizer']}")
+    search = f"  search={summary['search']['selection']}" if summary.get("search") else ""
+    scores = Table(title=f"{summary['task']}  credit={summary['credit']}  optimizer={summary['optimizer']}{search}")
     for col in ("", "initial", "final"):
         scores.add_column(col)
     scores.add_row("validation", _fmt(summary["val"]["initial"]), _fmt(summary["val"]["final"]))

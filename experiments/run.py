@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.factory import build_credit, build_engines, build_optimizer, load_task
+from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task
 from experiments.report import print_summary
 from textgrad_core.errors import TextgradError
 from textgrad_core.rundir import RunDir
@@ -23,16 +23,26 @@ def run_experiment(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     splits = task.load_splits()
     credit = build_credit(plain["credit"])
     optimizer = build_optimizer(plain["optimizer"], credit)
+    search = build_search(plain.get("search"), optimizer)
     providers = {plain["engine"].get("provider")} | {(o or {}).get("provider") for o in (plain.get("engines") or {}).values()}
     run = RunDir(Path(plain["run_dir"]), simulated=bool(providers & {"sim", "scripted"}))
     run.write_config(OmegaConf.to_yaml(OmegaConf.create(plain)))
     engines = build_engines(plain, task, splits, call_log=run.calls)
     trainer = Trainer(task, engines, credit, optimizer, TrainerConfig.model_validate(plain["trainer"]), run=run,
-                      splits=splits)
+                      splits=splits, search=search)
     summary = asyncio.run(trainer.train())
     summary["run_dir"] = str(run.path)
     run.summary(summary)
     return summary
+
+
+def plug_in_overrides(overrides: list[str]) -> list[str]:
+    """`task._target_=pkg.Class` without a `task=` choice selects `task=custom`, so the default task's options stay out."""
+    targets = [o for o in overrides if o.lstrip("+").startswith("task._target_=")]
+    if not targets or any(o.startswith("task=") for o in overrides):
+        return overrides
+    # custom.yaml declares `_target_`, so a leading '+' (which Hydra refuses for an existing key) is dropped.
+    return [o.lstrip("+") if o in targets else o for o in overrides] + ["task=custom"]
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
@@ -46,4 +56,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = plug_in_overrides(sys.argv[1:])
     main()

@@ -67,3 +67,65 @@ REASK_PARSE = (
     "Your reply could not be used: {error}\n"
     "Reply again with the complete new value between {open} and {close}."
 )
+
+# ---- joint update (OptoPrime-style): every parameter in one call, a JSON reply -------------------------------
+JOINT_SYSTEM = (
+    "You improve an AI system by updating several of its variables at once (prompts, instructions, code, numbers), "
+    "using the system's execution trace and the feedback on its outputs. Change only what the feedback calls for, "
+    "keep what already works, and respect every constraint. Reply with one JSON object and nothing else: "
+    '{"reasoning": "<why these changes>", "updates": {"<parameter id>": <complete new value>}}. '
+    "List only the parameters you change, by their exact id. A number parameter takes a JSON number, a code "
+    "parameter takes the complete Python source as a string, a text parameter takes a string."
+)
+
+JOINT_USER = """<JOINT_UPDATE>
+The trainable parameters of the system, by id, with their kind, role, current value and constraints:
+<PARAMETERS_JSON>
+{parameters}
+</PARAMETERS_JSON>
+
+{feedback_intro}
+<FEEDBACK>
+{feedback}
+</FEEDBACK>
+
+Reply with one JSON object {{"reasoning": "...", "updates": {{...}}}}; valid parameter ids: {ids}.
+</JOINT_UPDATE>"""
+
+JOINT_FEEDBACK_TRACE = "The execution trace of the system (its operations, inputs and outputs) with the feedback on its outputs:"
+JOINT_FEEDBACK_PER_PARAMETER = "Feedback on each parameter, grouped by parameter id and by the example that produced it:"
+
+REASK_JOINT = (
+    "Your reply could not be used, so nothing was changed:\n{errors}\n"
+    'Reply again with one JSON object {{"reasoning": "...", "updates": {{...}}}} that uses only these parameter ids: '
+    "{ids}, with a JSON number for number parameters, Python source that parses for code parameters, and a "
+    "non-empty string for text parameters."
+)
+
+# ---- OPRO: a new value from the scored history of values ---------------------------------------------------
+OPRO_SYSTEM = (
+    "You optimize one variable of an AI system (a prompt, an instruction, a piece of code or a number). You see "
+    "values tried so far with the score the system reached with each. Propose a new value that differs from all "
+    "of them and scores higher, and respect every constraint. "
+    f"Write the complete new value between {NEW_VALUE_OPEN} and {NEW_VALUE_CLOSE}, and nothing after it."
+)
+
+OPRO_USER = """You are proposing a new value for the variable '{name}' ({role}).
+{constraints}
+Values of this variable tried so far, with the score the system reached with each (mean over a minibatch, \
+higher is better), sorted from the lowest score to the highest:
+<FEEDBACK>
+{history}
+</FEEDBACK>
+
+The best value so far:
+<BEST_VALUE>
+{best}
+</BEST_VALUE>
+
+Write a new value of '{name}' that differs from every value above and scores higher than all of them, \
+complete, between {open} and {close}."""
+
+OPRO_HISTORY_ITEM = """<VALUE score="{score:.3f}">
+{value}
+</VALUE>"""

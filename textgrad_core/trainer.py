@@ -6,18 +6,21 @@ import random
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgrad_core.credit import CreditAssigner, ExampleTrace
+from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace
 from textgrad_core.engines import EngineSet, UsageTotals
 from textgrad_core.errors import BudgetExceeded
 from textgrad_core.graph import Graph
 from textgrad_core.optimizer import Optimizer
 from textgrad_core.rundir import RunDir
 from textgrad_core.task import Example, Splits, Task
-from textgrad_core.variable import ParameterSet, Tape
+from textgrad_core.variable import Parameter, ParameterSet, ParameterVersion, Tape
+
+if TYPE_CHECKING:
+    from textgrad_core.search import CandidateSearch
 
 PHASES = ("forward", "credit", "optimizer", "validation", "test")
 
@@ -64,11 +67,12 @@ class Trainer:
 
     def __init__(self, task: Task, engines: EngineSet, credit: CreditAssigner, optimizer: Optimizer,
                  config: TrainerConfig | None = None, run: RunDir | None = None, splits: Splits | None = None,
-                 on_step: Callable[[dict[str, Any]], None] | None = None):
+                 on_step: Callable[[dict[str, Any]], None] | None = None, search: "CandidateSearch | None" = None):
         self.task = task
         self.engines = engines
         self.credit = credit
         self.optimizer = optimizer
+        self.search = search  # when set, each step's update comes from candidate search around the optimizer
         self.config = config or TrainerConfig()
         self.run = run
         self.splits = splits or task.load_splits()
@@ -104,7 +108,8 @@ class Trainer:
         scores = {t.example_id: t.score for t in traces}
         return EvalResult(split, sum(scores.values()) / max(len(scores), 1), scores)
 
-    def _val(self) -> list[Example]:
+    def val_examples(self) -> list[Example]:
+        """The validation examples used to accept updates."""
         return self.splits.val[: self.config.val_size] if self.config.val_size else self.splits.val
 
     def _test(self) -> list[Example]:
@@ -120,10 +125,21 @@ class Trainer:
             out += [order[i:i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
         return out[: self.config.max_steps] if self.config.max_steps is not None else out
 
+    @contextmanager
+    def using_values(self, values: dict[str, Any]) -> Iterator[None]:
+        """Give the parameters other values while evaluating them (no version is recorded), then restore them."""
+        saved = self.params.values()
+        try:
+            for p in self.params:
+                p.value = values[p.id]
+            yield
+        finally:
+            for p in self.params:
+                p.value = saved[p.id]
+
     # ---- one step -----------------------------------------------------------------------------
-    async def step(self, step: int, batch: list[Example], best_val: float) -> tuple[float, dict[str, Any]]:
-        """Forward, credit, update and validate; revert the update if validation got worse."""
-        before = self.params.versions()
+    async def forward_and_credit(self, step: int, batch: list[Example]) -> tuple[float, CreditResult]:
+        """Forward passes on the minibatch and credit assignment; returns the mean train score and the credit."""
         with self.phase("forward"):
             traces = await asyncio.gather(*(self.run_example(e) for e in batch))
         train_score = sum(t.score for t in traces) / len(traces)
@@ -138,6 +154,15 @@ class Trainer:
             if credit.trace is not None:
                 self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy,
                                           "simulated": self.run.simulated})
+        return train_score, credit
+
+    async def step(self, step: int, batch: list[Example], best_val: float) -> tuple[float, dict[str, Any]]:
+        """Forward, credit, update and validate; revert the update if validation got worse."""
+        if self.search is not None:
+            return await self.search.step(self, step, batch, best_val)
+        before = self.params.versions()
+        train_score, credit = await self.forward_and_credit(step, batch)
+        params = list(self.params)
         with self.phase("optimizer"):
             updates = await self.optimizer.step(params, credit, self.engines["optimizer"], step,
                                                 events=self.run.events if self.run else None)
@@ -145,17 +170,17 @@ class Trainer:
         for p in changed:
             for entry in p.history:
                 if entry.version > before[p.id]:
-                    self._log_version(p, entry)
+                    self.log_version(p, entry)
         val = best_val
         decision = "no change"
         if changed:
             with self.phase("validation"):
-                val = (await self.evaluate(self._val(), "val")).score
+                val = (await self.evaluate(self.val_examples(), "val")).score
             worse = val < best_val if self.config.accept == "not_worse" else val <= best_val
             if worse:
                 for p in changed:
                     entry = p.revert_to(before[p.id], step, reason=f"revert: validation {val:.3f} < best {best_val:.3f}")
-                    self._log_version(p, entry)
+                    self.log_version(p, entry)
                 decision = "reverted"
             else:
                 decision = "accepted"
@@ -165,15 +190,19 @@ class Trainer:
                   "credit_details": credit.details}
         return (val if decision == "accepted" else best_val), record
 
-    def _log_version(self, param: Any, entry: Any) -> None:
+    def log_version(self, param: Parameter, entry: ParameterVersion) -> None:
+        """Write one parameter version to the run log."""
         if self.run:
             self.run.parameter_version(param, entry)
 
     def _checkpoint(self, step: int, best_val: float) -> None:
         if self.run:
-            self.run.checkpoint({"step": step, "best_val": best_val, "simulated": self.run.simulated,
-                                 "parameters": {p.id: {"value": p.value, "version": p.version,
-                                                       "history": [h.__dict__ for h in p.history]} for p in self.params}})
+            state = {"step": step, "best_val": best_val, "simulated": self.run.simulated,
+                     "parameters": {p.id: {"value": p.value, "version": p.version,
+                                           "history": [h.__dict__ for h in p.history]} for p in self.params}}
+            if self.search is not None:
+                state["search"] = self.search.state()
+            self.run.checkpoint(state)
 
     # ---- the loop -----------------------------------------------------------------------------
     async def train(self) -> dict[str, Any]:
@@ -181,9 +210,12 @@ class Trainer:
         start = time.perf_counter()
         if self.run:
             for p in self.params:
-                self._log_version(p, p.history[0])
+                self.log_version(p, p.history[0])
         with self.phase("validation"):
-            initial_val = (await self.evaluate(self._val(), "val")).score
+            initial = await self.evaluate(self.val_examples(), "val")
+        initial_val = initial.score
+        if self.search is not None:
+            self.search.start(self.params.values(), initial.scores)
         initial_params = self.params.values()
         best_val = initial_val
         stopped = None
@@ -205,12 +237,8 @@ class Trainer:
         if self.config.eval_test and stopped is None:
             with self.phase("test"):
                 test = (await self.evaluate(self._test(), "test")).score
-                final_params = self.params.values()
-                for p in self.params:  # score the initial parameters on test too, then restore the trained ones
-                    p.value = initial_params[p.id]
-                initial_test = (await self.evaluate(self._test(), "test")).score
-                for p in self.params:
-                    p.value = final_params[p.id]
+                with self.using_values(initial_params):  # score the initial parameters on test too
+                    initial_test = (await self.evaluate(self._test(), "test")).score
         return self._summary(initial_val, best_val, initial_test, test, time.perf_counter() - start, stopped)
 
     def _emit(self, record: dict[str, Any]) -> None:
@@ -231,7 +259,8 @@ class Trainer:
             "engines": self.engines.describe(),
             "credit": self.credit.name,
             "optimizer": self.optimizer.name,
-            "splits": {"train": len(self.splits.train), "val": len(self._val()), "test": len(self._test())},
+            "search": self.search.describe() if self.search is not None else None,
+            "splits": {"train": len(self.splits.train), "val": len(self.val_examples()), "test": len(self._test())},
             "steps": len([h for h in self.history if h.get("step", 0) > 0]),
             "val": {"initial": round(initial_val, 4), "final": round(final_val, 4)},
             "test": {"initial": None if initial_test is None else round(initial_test, 4),

@@ -34,6 +34,9 @@ class RubricItem(BaseModel):
     keywords: list[str]  # any of these (case-insensitive) in a prompt means the guidance is present
     hint: str  # how simulated feedback names the missing guidance
     echo: str = ""  # what a simulated answer says when it followed the guidance (lets stages downstream see it)
+    # Ids of the parameters this guidance belongs in (e.g. one tool's description); empty: any parameter. Credit
+    # and optimizer calls then name and add it only for those parameters; forward calls count it wherever it is.
+    applies_to: list[str] = Field(default_factory=list)
 
 
 class SimWorld(BaseModel):
@@ -48,6 +51,9 @@ class SimWorld(BaseModel):
     # Wrong answers: "int" gives a nearby integer, "text" a plausible corruption, or a fixed list to pick from.
     answer_kind: str = "int"
     distractors: list[str] = Field(default_factory=list)
+    # A specific wrong answer per input (input text -> answer), used instead of the generic corruption above,
+    # e.g. a deliberately broken program for a code-writing task.
+    wrong_answers: dict[str, str] = Field(default_factory=dict)
 
 
 
@@ -98,9 +104,11 @@ class SimBackend:
         low = text.lower()
         return [item for item in self.world.rubric if any(k.lower() in low for k in item.keywords)]
 
-    def _missing(self, text: str) -> list[RubricItem]:
+    def _missing(self, text: str, target: str | None = None) -> list[RubricItem]:
+        """Rubric items absent from `text` (only those that belong in parameter `target`, when it is given)."""
         present = {i.key for i in self._present(text)}
-        return [i for i in self.world.rubric if i.key not in present]
+        return [i for i in self.world.rubric
+                if i.key not in present and (target is None or not i.applies_to or target in i.applies_to)]
 
     def _expected(self, text: str) -> tuple[str, str] | None:
         """(input, expected answer) of the example quoted in the prompt, if the world knows it."""
@@ -140,7 +148,7 @@ class SimBackend:
         rubric_size = max(len(self.world.rubric), 1)
         p = self.world.base_accuracy + (self.world.max_accuracy - self.world.base_accuracy) * len(present) / rubric_size
         u = 0.8 * unit_hash(self.seed, "difficulty", question) + 0.2 * unit_hash(self.seed, prompt, request.sample_index)
-        answer = expected if u < p else self._wrong(expected, question + prompt)
+        answer = expected if u < p else (self.world.wrong_answers.get(question) or self._wrong(expected, question + prompt))
         reasoning = echoes or "I worked through the problem."
         return f"{reasoning}\n{self.world.answer_format.format(answer=answer)}"
 
@@ -172,7 +180,8 @@ class SimBackend:
             # same op is not asked of the target again.
             siblings = _between(text, "<SIBLINGS>", "</SIBLINGS>") or ""
             present_in_siblings = {i.key for i in self._present(siblings)}
-            missing = [i for i in self._missing(target_value) if i.key not in present_in_siblings]
+            missing = [i for i in self._missing(target_value, target_id.group(1) if target_id else None)
+                       if i.key not in present_in_siblings]
             if not missing:
                 return "This input already contains all the guidance it needs; the error comes from elsewhere."
             pick = missing[int(unit_hash(self.seed, "credit", text) * len(missing))]
@@ -184,12 +193,13 @@ class SimBackend:
     def _input_value(text: str) -> str | None:
         """The value of the target input: the one <INPUT> inside <INPUTS> (siblings and quoted prompts are elsewhere)."""
         inputs = _between(text, "<INPUTS>", "</INPUTS>")
-        match = re.search(r"<INPUT [^>]*>\n(.*?)\n</INPUT>", inputs if inputs is not None else text, re.DOTALL)
+        # The tag ends at its line's end: a role may itself contain '>' (e.g. 'reason(observation) -> plan').
+        match = re.search(r"<INPUT [^\n]*>\n(.*?)\n</INPUT>", inputs if inputs is not None else text, re.DOTALL)
         return match.group(1) if match else None
 
-    def _improve(self, value: str, feedback: str, salt: str) -> str:
+    def _improve(self, value: str, feedback: str, salt: str, target: str | None = None) -> str:
         """Add the guidance the feedback names; with no named guidance, guess one missing item."""
-        missing = self._missing(value)
+        missing = self._missing(value, target)
         named = [i for i in missing if i.hint in feedback or i.key in feedback]
         if not named and missing and not _is_positive(feedback):
             guess = missing[int(unit_hash(self.seed, "guess", salt) * len(missing))]
@@ -201,6 +211,8 @@ class SimBackend:
     def _optimize(self, request: LLMRequest) -> str:
         text = request.user_text if len(request.messages) <= 2 else request.messages[1].content
         salt = "\n".join(m.content for m in request.messages)
+        if request.sample_index:  # the n samples of a candidate search differ; sample 0 is the plain request
+            salt += f"\x1fsample={request.sample_index}"
         if self.malformed_rate and unit_hash(self.seed, "malformed", salt) < self.malformed_rate:
             return "I would improve the variable by being more specific."  # no delimiters: malformed on purpose
         if "<JOINT_UPDATE>" in text:
@@ -209,7 +221,8 @@ class SimBackend:
         if value is None:  # OPRO-style: start from the best scored value
             value = _between(text, "<BEST_VALUE>\n", "\n</BEST_VALUE>") or ""
         feedback = _between(text, "<FEEDBACK>", "</FEEDBACK>") or ""
-        new = self._improve(value, feedback, salt)
+        parts = request.tag.split(":", 2)  # per-parameter optimizers tag "optimizer:<name>:<parameter id>"
+        new = self._improve(value, feedback, salt, parts[2] if len(parts) == 3 else None)
         return f"I will add the guidance the feedback asks for.\n{prompts.NEW_VALUE_OPEN}\n{new}\n{prompts.NEW_VALUE_CLOSE}"
 
     def _joint(self, text: str, salt: str) -> str:
@@ -219,7 +232,7 @@ class SimBackend:
         for pid, spec in params.items():
             if spec.get("kind", "text") != "text":
                 continue
-            new = self._improve(str(spec.get("value", "")), feedback, salt + pid)
+            new = self._improve(str(spec.get("value", "")), feedback, salt + pid, pid)
             if new != spec.get("value"):
                 updates[pid] = new
         return json.dumps({"reasoning": "Adding the guidance the trace shows is missing.", "updates": updates})

@@ -1,0 +1,95 @@
+"""OPRO: propose new values from a meta-prompt of the best past values and their scores."""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from textgrad_core import prompts
+from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult
+from textgrad_core.engines import Engine
+from textgrad_core.optimizer import Proposal, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.runlog import JsonlLog
+from textgrad_core.variable import Parameter
+
+
+@dataclass
+class ScoredValues:
+    """Values of all parameters that were run, and their mean minibatch score over every step that ran them."""
+
+    values: dict[str, Any]
+    score: float
+    steps: list[int] = field(default_factory=list)
+
+
+class OPRO:
+    """Optimization by PROmpting: one proposal per parameter per step, from the top-k scored values so far."""
+
+    name = "opro"
+    accepts = frozenset({PER_PARAMETER, TRACE, SCORES})  # it only uses the scores, which every credit kind carries
+
+    def __init__(self, top_k: int = 20, max_tokens: int = 2048, temperature: float = 1.0):
+        self.top_k = top_k
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.history: dict[str, ScoredValues] = {}  # canonical JSON of the values -> their record
+
+    async def step(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                   events: JsonlLog | None = None) -> list[UpdateEvent]:
+        """Record the current values' score, then propose and apply a new value for every parameter."""
+        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
+
+    def record(self, params: list[Parameter], credit: CreditResult, step: int) -> None:
+        """Add the score of the current values (mean over the minibatch); once per step and values."""
+        if not credit.scores:
+            return
+        values = {p.id: p.value for p in params}
+        key = json.dumps(values, sort_keys=True, default=str)
+        score = sum(credit.scores.values()) / len(credit.scores)
+        entry = self.history.get(key)
+        if entry is None:
+            self.history[key] = ScoredValues(values, score, [step])
+        elif step not in entry.steps:  # a value run again on another minibatch: keep the running mean
+            entry.score = (entry.score * len(entry.steps) + score) / (len(entry.steps) + 1)
+            entry.steps.append(step)
+
+    def top(self, param: Parameter) -> list[tuple[Any, float]]:
+        """The top-k distinct values of `param` with their best score, sorted ascending (best last, as in OPRO)."""
+        best: dict[str, tuple[Any, float]] = {}
+        for entry in self.history.values():
+            value = entry.values.get(param.id, param.value)
+            key = json.dumps(value, default=str)
+            if key not in best or entry.score > best[key][1]:
+                best[key] = (value, entry.score)
+        ranked = sorted(best.values(), key=lambda vs: vs[1], reverse=True)[: self.top_k]
+        return sorted(ranked, key=lambda vs: vs[1])
+
+    def prompt(self, param: Parameter) -> str:
+        """The meta-prompt: constraints, the scored history (ascending) and the best value so far."""
+        scored = self.top(param)
+        history = "\n".join(prompts.OPRO_HISTORY_ITEM.format(value=v, score=s) for v, s in scored) or "(no scored values yet)"
+        best = scored[-1][0] if scored else param.value
+        constraints = prompts.TGD_CONSTRAINTS.format(constraints="\n".join(f"- {c}" for c in param.constraints)) if param.constraints else ""
+        return prompts.OPRO_USER.format(name=param.name, role=param.role, constraints=constraints, history=history,
+                                        best=best, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+
+    async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                      events: JsonlLog | None = None, sample_index: int = 0,
+                      temperature: float | None = None) -> Proposal:
+        """Record the current score, then one proposal per parameter, concurrently; nothing is applied."""
+        self.record(params, credit, step)
+        temperature = self.temperature if temperature is None else temperature
+        replies = await asyncio.gather(*(request_value(
+            engine, p, prompts.OPRO_SYSTEM, self.prompt(p), tag=f"optimizer:{self.name}:{p.id}", max_tokens=self.max_tokens,
+            temperature=temperature, sample_index=sample_index) for p in params))
+        proposal = Proposal()
+        for param, (value, error, attempt) in zip(params, replies):
+            if value is None:
+                proposal.unchanged.append(rejected_reply(self.name, param, step, error, events, sample_index))
+            elif value == param.value:
+                proposal.unchanged.append(UpdateEvent(param.id, False, param.version, reason="the optimizer proposed the current value"))
+            else:
+                proposal.values[param.id] = value
+                proposal.reasons[param.id] = f"{self.name} proposal" + (" (after re-ask)" if attempt else "")
+        return proposal
