@@ -1,0 +1,337 @@
+"""GSM8K grade-school math: one LLM call with a trainable instruction, optionally a traced calculator tool.
+
+Without the calculator the system is TextGrad's GSM8K setup: the instruction is the system prompt, the reply ends
+with 'Answer: <number>'. With `use_calculator`, the model also sees a trainable tool description; every line
+`CALC(<expression>)` of its draft is evaluated by a safe, traced calculator and the results are fed back in a
+second call, whose reply is the answer.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from textgrad_core.engines import EngineSet
+from textgrad_core.errors import ConfigError
+from textgrad_core.loss import MetricResult
+from textgrad_core.ops import FormattedLLMCall, LLMCall, traced
+from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.variable import Parameter, ParameterSet, Variable
+
+DATA_DIR = Path(__file__).parent / "data" / "gsm8k"
+
+INITIAL_INSTRUCTION = (
+    "You will answer a mathematical reasoning question. Think step by step. The last line of your response "
+    "should be of the following format: 'Answer: $VALUE' where VALUE is a numerical value."
+)
+
+INITIAL_TOOL_DESCRIPTION = (
+    "Calculator: to compute an arithmetic expression exactly, write it on a line of its own as "
+    "CALC(<expression>), using numbers, + - * / // % ** and parentheses. The system evaluates every CALC line "
+    "and shows you the results before you give your final answer."
+)
+
+DRAFT_TEMPLATE = """Tool available to you:
+{tool}
+
+Question:
+{question}"""
+
+FINAL_TEMPLATE = """Question:
+{question}
+
+Your draft solution:
+{draft}
+
+Calculator results for the CALC lines of your draft:
+{results}
+
+Using these results, write your final solution."""
+
+
+# ---- the calculator tool ------------------------------------------------------------------------
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+MAX_EXPRESSION_CHARS = 200
+MAX_EXPONENT = 100
+MAX_MAGNITUDE = 1e100
+
+
+def safe_eval(expression: str) -> int | float:
+    """Evaluate an arithmetic expression by walking its AST: numbers and + - * / // % ** only, no names or calls."""
+    text = expression.strip().replace("×", "*").replace("÷", "/").replace("^", "**").replace("$", "")
+    text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # thousands separators: 1,000 -> 1000
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ValueError(f"not an arithmetic expression: {expression!r}") from exc
+
+    def walk(node: ast.AST) -> int | float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+            return _UNARY[type(node.op)](walk(node.operand))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
+                raise ValueError(f"exponent {right} is larger than {MAX_EXPONENT}")
+            result = _BINARY[type(node.op)](left, right)
+            if isinstance(result, complex) or abs(result) > MAX_MAGNITUDE:
+                raise ValueError("result is out of range")
+            return result
+        raise ValueError(f"only numbers, + - * / // % ** and parentheses are allowed, not {type(node).__name__}")
+
+    return walk(tree.body)
+
+
+def format_number(value: int | float) -> str:
+    """A number as the calculator shows it: integers without '.0', others rounded to 6 decimals."""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise ValueError("result is not a finite number")
+        if value.is_integer():
+            return str(int(value))
+        return f"{round(value, 6):.6f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def find_calc(text: str) -> list[str]:
+    """The expression inside every CALC(...) of the text, nested parentheses included (an unclosed one runs to
+    the end of its line)."""
+    found = []
+    start = text.find("CALC(")
+    while start >= 0:
+        i, depth = start + len("CALC("), 1
+        while i < len(text) and text[i] != "\n":
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        found.append(text[start + len("CALC("):i].strip())
+        start = text.find("CALC(", i)
+    return [f for f in found if f]
+
+
+@traced(output_role="arithmetic expressions the model asked the calculator to evaluate, one per line")
+def calc_requests(response: str) -> str:
+    """Collect the expression of every CALC(<expression>) in the response, one per line."""
+    return "\n".join(find_calc(response))
+
+
+@traced(output_role="calculator results, one '<expression> = <value>' line per expression")
+def calculator(expression: str) -> str:
+    """Evaluate arithmetic safely (an AST walk, never eval): one expression per line, '<expression> = <value>' each."""
+    lines = []
+    for expr in (e for e in expression.splitlines() if e.strip()):
+        try:
+            lines.append(f"{expr} = {format_number(safe_eval(expr))}")
+        except (ValueError, ZeroDivisionError, OverflowError) as exc:
+            lines.append(f"{expr} = error: {exc}")
+    return "\n".join(lines)
+
+
+# ---- answers and the metric ----------------------------------------------------------------------
+
+_ANSWER_LINE = re.compile(r"answer\s*:(.*)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+def normalize_number(text: str) -> str:
+    """'1,234.0' or '$72' -> '1234' / '72': no commas, no '$', no trailing '.0'."""
+    cleaned = text.replace("$", "").replace(",", "").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        return cleaned
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def parse_answer(response: str) -> tuple[str | None, bool]:
+    """(the final number, whether it came from an 'Answer:' line): the last number on the last 'Answer:' line,
+    else the last number anywhere in the response."""
+    lines = _ANSWER_LINE.findall(response)
+    if lines:
+        numbers = _NUMBER.findall(lines[-1])
+        if numbers:
+            return normalize_number(numbers[-1]), True
+    numbers = _NUMBER.findall(response)
+    return (normalize_number(numbers[-1]) if numbers else None), False
+
+
+def numbers_equal(a: str, b: str) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-6
+    except ValueError:
+        return a == b
+
+
+def gsm8k_metric(prediction: Any, example: Example) -> MetricResult:
+    """Numeric match of the final answer ('Answer:' line, else the last number), with the reason in words."""
+    expected = str(example.target)
+    got, from_line = parse_answer(str(prediction))
+    if got is None:
+        return MetricResult(score=0.0, feedback=f"Wrong: expected {expected}, but the response contains no number: "
+                            "the final line 'Answer: <number>' is missing.")
+    note = "" if from_line else (" (the response has no 'Answer: <number>' line, so its last number was taken; "
+                                 "end with that line)")
+    if numbers_equal(got, expected):
+        return MetricResult(score=1.0, feedback=f"Correct: expected {expected}, got {got}.{note}")
+    return MetricResult(score=0.0, feedback=f"Wrong: expected {expected}, got {got}.{note}")
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _read_hf(paths: dict[str, Path], cache_dir: str | None) -> dict[str, list[dict[str, Any]]]:
+    try:
+        import datasets
+    except ImportError as exc:
+        raise ConfigError("task.loader=hf needs the Hugging Face 'datasets' package: pip install datasets "
+                          "(or pip install 'textgrad-core[data]'), or use task.loader=json.") from exc
+    loaded = datasets.load_dataset("json", data_files={k: str(p) for k, p in paths.items()}, cache_dir=cache_dir)
+    return {split: [dict(row) for row in loaded[split]] for split in paths}
+
+
+def final_answer(solution: str) -> str:
+    """The number after '#### ' in a GSM8K solution, without commas."""
+    if "####" not in solution:
+        raise ValueError("no '#### <answer>' line")
+    return normalize_number(solution.split("####")[-1].strip())
+
+
+def load_gsm8k(data_dir: str | Path | None = None, loader: str = "json",
+               hf_cache_dir: str | None = None) -> dict[str, list[Example]]:
+    """Both GSM8K files in file order, ids 'gsm8k-<split>-<line index>', target = the number after '#### '."""
+    directory = Path(data_dir) if data_dir else DATA_DIR
+    paths = {split: directory / f"{split}.jsonl" for split in ("train", "test")}
+    for path in paths.values():
+        if not path.exists():
+            raise ConfigError(f"GSM8K file {path} not found: point task.data_dir at a directory holding train.jsonl "
+                              "and test.jsonl (one {\"question\", \"answer\"} object per line), or leave it null.")
+    if loader == "json":
+        rows = {split: _read_jsonl(path) for split, path in paths.items()}
+    elif loader == "hf":
+        rows = _read_hf(paths, hf_cache_dir)
+    else:
+        raise ConfigError(f"Unknown task.loader '{loader}': use 'json' (plain reader) or 'hf' (Hugging Face datasets).")
+    out = {}
+    for split, items in rows.items():
+        try:
+            out[split] = [Example(id=f"gsm8k-{split}-{i}", input=r["question"], target=final_answer(r["answer"]),
+                                  meta={"solution": r["answer"]}) for i, r in enumerate(items)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{paths[split]} is not a GSM8K file (lines of {{\"question\", \"answer\": "
+                              f"\"... #### <number>\"}}): {exc}") from exc
+    return out
+
+
+# ---- the task ----------------------------------------------------------------------------------
+
+class GSM8KTask(Task):
+    """Grade-school math word problems; numeric match of the final answer."""
+
+    name = "gsm8k"
+    description = ("GSM8K (DSPy/TextGrad split: train shuffled with Random(0) -> 200 train / 300 val; "
+                   "all 1,319 test).")
+
+    def __init__(self, data_dir: str | None = None, loader: str = "json", hf_cache_dir: str | None = None,
+                 n_train: int = 200, n_val: int = 300, test_size: int | None = None, use_calculator: bool = False):
+        if loader not in ("json", "hf"):
+            raise ConfigError(f"Unknown task.loader '{loader}': use 'json' (plain reader) or 'hf' (Hugging Face datasets).")
+        self.data_dir = data_dir
+        self.loader = loader
+        self.hf_cache_dir = hf_cache_dir
+        self.n_train = n_train
+        self.n_val = n_val
+        self.test_size = test_size
+        self.use_calculator = use_calculator
+
+    def load_splits(self) -> Splits:
+        """DSPy's split (TextGrad uses it): the train file shuffled with random.Random(0), its first n_train examples
+        train and the next n_val validation; test is the whole test file, shuffled with a fresh random.Random(0)
+        (so `test_size` keeps the same prefix DSPy would), cut to `test_size` when set."""
+        data = load_gsm8k(self.data_dir, self.loader, self.hf_cache_dir)
+        train, test = list(data["train"]), list(data["test"])
+        random.Random(0).shuffle(train)
+        random.Random(0).shuffle(test)
+        a, b = self.n_train, self.n_train + self.n_val
+        if b > len(train):
+            raise ConfigError(f"n_train + n_val = {b} exceeds the {len(train)} GSM8K training examples.")
+        return Splits(train=train[:a], val=train[a:b], test=test[: self.test_size] if self.test_size else test)
+
+    def initial_parameters(self) -> list[Parameter]:
+        params = [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
+                            role="system prompt of the model that solves grade-school math word problems",
+                            constraints=["Keep the required final line format 'Answer: $VALUE'."])]
+        if self.use_calculator:
+            params.append(Parameter(value=INITIAL_TOOL_DESCRIPTION, name="calculator.description",
+                                    role="description of the calculator tool shown to the math model",
+                                    constraints=["Keep the CALC(<expression>) syntax: the system evaluates only "
+                                                 "lines of that form."]))
+        return params
+
+    async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
+        question = Variable(example.input, role="grade-school math word problem")
+        if not self.use_calculator:
+            llm = LLMCall(engines["forward"], params["instruction"], name="math_llm",
+                          output_role="step-by-step solution ending with 'Answer: <number>'")
+            return await llm.acall(question)
+        draft_llm = FormattedLLMCall(engines["forward"], DRAFT_TEMPLATE,
+                                     {"tool": "description of the calculator tool", "question": "math word problem"},
+                                     params["instruction"], name="math_llm_draft",
+                                     output_role="draft solution, possibly with CALC(<expression>) lines")
+        draft = await draft_llm.acall(tool=params["calculator.description"], question=question)
+        if not find_calc(str(draft.value)):  # no tool use: the draft is the answer
+            return draft
+        results = calculator(calc_requests(draft))
+        final_llm = FormattedLLMCall(engines["forward"], FINAL_TEMPLATE,
+                                     {"question": "math word problem", "draft": "the model's draft solution",
+                                      "results": "calculator results"},
+                                     params["instruction"], name="math_llm_final",
+                                     output_role="final solution ending with 'Answer: <number>'")
+        return await final_llm.acall(question=question, draft=draft, results=results)
+
+    def metric(self, prediction: Any, example: Example) -> MetricResult:
+        """Numeric match of the final answer ('Answer:' line, else the last number), with the reason in words."""
+        return gsm8k_metric(prediction, example)
+
+    def sim_world(self, splits: Splits) -> SimWorld:
+        every = splits.train + splits.val + splits.test
+        return SimWorld(task=self.name, rubric=RUBRIC, answers={e.input: e.target for e in every},
+                        base_accuracy=0.5, max_accuracy=0.95, answer_kind="int")
+
+
+# Each echo contains one of its keywords, so a stage downstream that reads the answer sees the guidance too
+# (the layered task relies on this). Checking arithmetic may also live in the calculator's description.
+RUBRIC = [
+    RubricItem(key="quantities", guidance="First list every quantity given in the problem together with its unit.",
+               keywords=["every quantity", "each quantity"],
+               hint="it should ask to list every quantity given in the problem with its unit before computing",
+               echo="(Listed every quantity given, with its unit.)", applies_to=["instruction"]),
+    RubricItem(key="plan", guidance="Before calculating, name the intermediate values needed to reach the answer.",
+               keywords=["intermediate value"],
+               hint="it should ask to name the intermediate values needed before calculating",
+               echo="(Named each intermediate value before calculating.)", applies_to=["instruction"]),
+    RubricItem(key="units", guidance="Convert units and rates (minutes and hours, percentages, per-item prices) "
+               "before combining numbers.",
+               keywords=["units and rates", "convert units"],
+               hint="it should say to convert units and rates (time, percentages, unit prices) before combining them",
+               echo="(Converted units and rates consistently.)", applies_to=["instruction"]),
+    RubricItem(key="verify", guidance="Recompute each arithmetic step and check the final answer against the question.",
+               keywords=["recompute", "check the final answer"],
+               hint="it should ask to recompute each arithmetic step and check the final answer against the question",
+               echo="(Recomputed each arithmetic step.)", applies_to=["instruction", "calculator.description"]),
+]
