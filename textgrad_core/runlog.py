@@ -12,10 +12,21 @@ from typing import Any
 # Shapes of provider keys; anything matching is masked before it reaches a file or an error message.
 _KEY_PATTERNS = [re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"), re.compile(r"sk-[A-Za-z0-9_\-]{8,}")]
 _SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+_registered_secrets: tuple[str, ...] = ()  # longest first; replaced, never mutated, so readers need no lock
+
+
+def register_secret(value: str) -> None:
+    """Mask this exact value from now on (e.g. an API key read from a variable whose name does not look secret)."""
+    global _registered_secrets
+    if value and len(value) >= 8 and value not in _registered_secrets:
+        _registered_secrets = tuple(sorted({*_registered_secrets, value}, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like an API key, and the values of secret-looking environment variables."""
+    """Mask anything that looks like an API key, registered secrets, and the values of secret-looking environment variables."""
+    for value in _registered_secrets:
+        if value in text:
+            text = text.replace(value, "[REDACTED]")
     for pattern in _KEY_PATTERNS:
         text = pattern.sub("[REDACTED]", text)
     for name, value in os.environ.items():

@@ -81,6 +81,7 @@ class Engine:
         self.role = role
         self.cache = cache
         self._semaphore: LoopLocal[asyncio.Semaphore] = LoopLocal(lambda: asyncio.Semaphore(config.max_concurrency))
+        self._inflight: LoopLocal[dict[str, asyncio.Future]] = LoopLocal(dict)
 
     @property
     def provider(self) -> str:
@@ -107,14 +108,37 @@ class Engine:
     async def acomplete(self, request: LLMRequest) -> LLMReply:
         """One call through cache, budget, concurrency bound and retries; logged when it completes."""
         model = request.model or self.config.model
-        key = request.cache_key(self.provider, model) if self.cache is not None else None
-        if key is not None:
-            cached = self.cache.get(key)
-            if cached is not None:
-                reply = cached.model_copy(update={"cache_hit": True, "latency_s": 0.0})
-                self.ledger.record(self.role, reply)
-                self._log(request, model, reply=reply)
-                return reply
+        if self.cache is None:
+            return await self._call(request, model, None)
+        key = request.cache_key(self.provider, model)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return self._from_cache(request, model, cached)
+        # Identical requests in flight at the same time reach the provider once; the others wait for that reply.
+        inflight = self._inflight.get()
+        pending = inflight.get(key)
+        if pending is not None:
+            return self._from_cache(request, model, await asyncio.shield(pending))
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        inflight[key] = future
+        try:
+            reply = await self._call(request, model, key)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # marks it retrieved when nobody else was waiting
+            raise
+        finally:
+            inflight.pop(key, None)
+        future.set_result(reply)
+        return reply
+
+    def _from_cache(self, request: LLMRequest, model: str, stored: LLMReply) -> LLMReply:
+        reply = stored.model_copy(update={"cache_hit": True, "latency_s": 0.0, "cost_usd": 0.0})
+        self.ledger.record(self.role, reply)
+        self._log(request, model, reply=reply)
+        return reply
+
+    async def _call(self, request: LLMRequest, model: str, key: str | None) -> LLMReply:
         self.ledger.reserve()
         try:
             async with self._semaphore.get():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from textgrad_core.errors import ConfigError
 
@@ -82,7 +82,12 @@ def parse_engine_config(data: Any, where: str = "engine") -> EngineConfig:
         return data
     try:
         return EngineConfig.model_validate(dict(data))
-    except ConfigError:
-        raise
-    except Exception as exc:  # pydantic.ValidationError: restate it with the config path
+    except ValidationError as exc:
+        # pydantic wraps the ConfigError of a validator (a ValueError); surface its message as is.
+        for error in exc.errors():
+            original = (error.get("ctx") or {}).get("error")
+            if isinstance(original, ConfigError):
+                raise ConfigError(f"Invalid {where} config: {original}") from exc
+        raise ConfigError(f"Invalid {where} config: {exc}") from exc
+    except Exception as exc:  # not a mapping
         raise ConfigError(f"Invalid {where} config: {exc}") from exc

@@ -1,6 +1,7 @@
 """Backends for real providers over their official async SDK clients: OpenAI (and every OpenAI-compatible server) and Anthropic."""
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
 import os
@@ -11,7 +12,7 @@ from textgrad_core.engines.base import LoopLocal, TransientProviderError, parse_
 from textgrad_core.engines.config import EngineConfig
 from textgrad_core.engines.types import LLMReply, LLMRequest, Usage
 from textgrad_core.errors import MalformedReplyError, MissingAPIKeyError, ProviderError
-from textgrad_core.runlog import redact
+from textgrad_core.runlog import redact, register_secret
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 529}
 
@@ -20,9 +21,11 @@ def _api_key(config: EngineConfig) -> str:
     env = config.key_env
     key = os.environ.get(env or "", "")
     if key:
+        register_secret(key)  # masked in logs and error messages whatever its shape or variable name
         return key
-    if config.base_url and config.provider == "openai":
-        # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) usually ignore the key.
+    if config.base_url and config.provider == "openai" and not config.api_key_env:
+        # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) usually ignore the key; a variable named
+        # explicitly in api_key_env must exist, though.
         return "not-needed"
     raise MissingAPIKeyError(config.provider, env or "<api_key_env>")
 
@@ -43,8 +46,14 @@ def _retry_after(headers: Any) -> float | None:
     try:
         return float(value)
     except ValueError:
+        pass
+    try:  # an HTTP-date
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    except (TypeError, ValueError):
+        return None  # unparsable: fall back to our own backoff
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)  # HTTP-dates are always GMT
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 def _classify(provider: str, exc: Exception, sdk: Any) -> Exception:
@@ -59,9 +68,18 @@ def _classify(provider: str, exc: Exception, sdk: Any) -> Exception:
         if status in _RETRYABLE_STATUS:
             return TransientProviderError(message, status=status, retry_after=_retry_after(exc.response.headers))
         return ProviderError(provider, message, status=status)
-    if isinstance(exc, (sdk.APIResponseValidationError, ValueError, KeyError, TypeError)):
+    # A 200 whose body is not JSON (ValueError) or is JSON of the wrong shape (the SDK builds its models without
+    # validation, so missing fields surface as None / wrong types when the reply is read).
+    if isinstance(exc, (sdk.APIResponseValidationError, ValueError, KeyError, TypeError, IndexError, AttributeError)):
         return MalformedReplyError(provider, f"malformed response body: {message}", status=status)
     return ProviderError(provider, message, status=status)
+
+
+def _cause(exc: Exception, sdk: Any) -> Exception | None:
+    """The SDK exception to chain to ours. Status errors are not chained: their text quotes the provider's
+    message unredacted (which may echo the API key) and would be printed with any traceback; ours carries
+    the status and the redacted message."""
+    return None if isinstance(exc, sdk.APIStatusError) else exc
 
 
 def _error_message(exc: Exception) -> str:
@@ -126,7 +144,7 @@ class OpenAIBackend:
                 parsed=parse_json_reply(text) if fmt is not None else None,
             )
         except Exception as exc:  # every SDK failure is classified below, none is swallowed
-            raise _classify(self.provider, exc, self._sdk) from exc
+            raise _classify(self.provider, exc, self._sdk) from _cause(exc, self._sdk)
 
 
 class AnthropicBackend:
@@ -171,4 +189,4 @@ class AnthropicBackend:
                 parsed=parse_json_reply(text) if request.response_format is not None else None,
             )
         except Exception as exc:  # every SDK failure is classified below, none is swallowed
-            raise _classify(self.provider, exc, self._sdk) from exc
+            raise _classify(self.provider, exc, self._sdk) from _cause(exc, self._sdk)
