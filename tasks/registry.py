@@ -10,6 +10,14 @@ from textgrad_core.task import Task
 # name -> "module:Class"; imported on demand so a broken optional task never breaks the others.
 TASKS: dict[str, str] = {
     "bbh_object_counting": "tasks.bbh_object_counting:ObjectCountingTask",
+    "bbh_word_sorting": "tasks.bbh_word_sorting:WordSortingTask",
+    "bbh": "tasks.bbh:BBHTask",
+    "humaneval": "tasks.humaneval:HumanEvalTask",
+    "tool_use": "tasks.tool_use:ToolUseTask",
+    "battleship": "tasks.battleship:BattleshipTask",
+    "gsm8k": "tasks.gsm8k:GSM8KTask",
+    "layered": "tasks.layered:LayeredTask",
+    "hotpotqa_rag": "tasks.hotpotqa_rag:HotpotQARAGTask",
 }
 
 
@@ -30,20 +38,28 @@ def _import(target: str) -> Any:
 
 
 def load_task(config: Mapping[str, Any] | str) -> Task:
-    """Build a task from its config: `name` (plus options) or `_target_` (plus options)."""
+    """Build a task from its config: `name` (plus options) or `_target_` (plus options; `name` is then a label)."""
     cfg = {"name": config} if isinstance(config, str) else dict(config)
     target = cfg.pop("_target_", None)
     name = cfg.pop("name", None)
     if target is None:
+        if name is None:
+            raise ConfigError(f"No task given: choose one with task=<name> ({', '.join(sorted(TASKS))}) or plug in "
+                              "your own with task._target_=your_package.YourTask.")
         if name not in TASKS:
             raise ConfigError(f"Unknown task '{name}'. Known tasks: {', '.join(sorted(TASKS))}. "
                               "A task of your own plugs in with task._target_=your_package.YourTask.")
         target = TASKS[name]
     cls = _import(target)
+    if getattr(cls, "__abstractmethods__", None):
+        raise ConfigError(f"'{target}' is not a complete task: define {sorted(cls.__abstractmethods__)} "
+                          "(see textgrad_core.task.Task).")
     try:
         task = cls(**cfg)
     except TypeError as exc:
-        raise ConfigError(f"Task '{target}' does not accept these options {sorted(cfg)}: {exc}") from exc
+        hint = (f" They may come from the task group '{name}': select task=custom for a task given by _target_."
+                if name in TASKS and TASKS[name] != target else "")
+        raise ConfigError(f"Task '{target}' does not accept these options {sorted(cfg)}: {exc}.{hint}") from exc
     required = ("load_splits", "initial_parameters", "forward", "metric")
     missing = [m for m in required if not callable(getattr(task, m, None))]
     if missing:

@@ -1,0 +1,308 @@
+"""Battleship: sequential decision making with two trainable Python functions (Trace's example).
+
+The system: every turn the agent observes the board, `reason(observation) -> plan` analyses it and
+`act(plan) -> [row, col]` picks the square to fire at; the game ends when every ship is sunk or the shot budget is
+spent. Both functions are trainable `kind="code"` Parameters, run in the sandbox.
+
+Execution design -- one sandbox call per game, not per turn. The harness `play_game` (below; its source is what the
+sandbox runs) defines both functions from the parameters' code and plays the whole game. It is recorded as ONE traced
+op, `play_game`, whose inputs are both code parameters and the game, so credit reaches both functions (backprop: one
+edge each; trace: both appear as parameters, with the harness source as the op's code). A sandbox start costs about
+0.2 s, so per-turn calls (two a turn) would cost ~10 s a game; one call costs ~0.2 s. Consequences: the graph has no
+per-turn nodes (the game record lists the shots and the first plans instead), and the hidden ship positions live in
+the same interpreter as the policy, which could in principle read them -- the score is therefore recomputed on the
+host from the returned shots (a policy cannot inflate it), and the parameters' constraints forbid peeking.
+
+Data: boards generated from seeds (random.Random(seed) draws the board seeds; each board seed places the fleet,
+horizontal or vertical, no overlap), 8x8 with ships of sizes 4, 3, 3, 2 (12 ship squares) and a budget of 32 shots.
+Split: the first 5 board seeds train, the next 5 validation, the last 10 test.
+
+Metric: hit rate = ship squares hit within the budget / all ship squares. The feedback describes the game: shots
+fired, hits, ships sunk, repeated shots, out-of-bounds or invalid moves, rows never fired at, whether shots after a
+hit followed it up, and any error. The initial policy scans row by row (valid, weak: about 50% of ship squares).
+"""
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from textgrad_core.engines import EngineSet
+from textgrad_core.errors import ConfigError
+from textgrad_core.loss import MetricResult
+from textgrad_core.sandbox import SandboxLimits, acall_function
+from textgrad_core.task import Example, SimWorld, Splits, Task
+from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
+
+
+def play_game(reason_source: str, act_source: str, game: dict) -> dict:
+    """Play one game: each turn reason(observation) -> plan, act(plan) -> [row, col]; return the shots and any error.
+
+    observation = {"board": rows as strings ('.' not fired at, 'X' hit, 'O' miss), "size": n, "fleet": ship sizes,
+    "sunk": sizes of the ships sunk so far, "shots_left": k, "last_shot": {"square": [r, c], "result": ...} or None}.
+    A move that is not two integers is recorded as its repr and wastes the shot; so do repeated and out-of-bounds shots.
+    """
+    size, budget, log_turns = game["size"], game["budget"], game.get("log_turns", 3)
+    ships = [{tuple(cell) for cell in ship} for ship in game["ships"]]
+    board = [["."] * size for _ in range(size)]
+    record: dict = {"shots": [], "plans": [], "error": None}
+    functions = {}
+    for name, source in (("reason", reason_source), ("act", act_source)):
+        namespace: dict = {"__name__": f"battleship_{name}"}
+        try:
+            exec(compile(source, f"<{name}>", "exec"), namespace)
+        except Exception as exc:
+            record["error"] = f"the {name} code failed to load: {type(exc).__name__}: {exc}"
+            return record
+        if not callable(namespace.get(name)):
+            record["error"] = f"the {name} code does not define a function named '{name}'"
+            return record
+        functions[name] = namespace[name]
+    sunk: list = []
+    last = None
+    for turn in range(budget):
+        if len(sunk) == len(ships):
+            break
+        observation = {"board": ["".join(row) for row in board], "size": size, "fleet": [len(s) for s in ships],
+                       "sunk": list(sunk), "shots_left": budget - turn, "last_shot": last}
+        step = "reason"
+        try:
+            plan = functions["reason"](observation)
+            step = "act"
+            move = functions["act"](plan)
+        except Exception as exc:
+            record["error"] = f"{step} raised {type(exc).__name__} at turn {turn + 1}: {exc}"
+            break
+        if len(record["plans"]) < log_turns:
+            record["plans"].append(repr(plan)[:200])
+        valid = (isinstance(move, (list, tuple)) and len(move) == 2
+                 and all(isinstance(v, int) and not isinstance(v, bool) for v in move))
+        if not valid:
+            record["shots"].append(repr(move)[:40])
+            last = {"square": None, "result": "invalid move"}
+            continue
+        r, c = move
+        record["shots"].append([r, c])
+        if not (0 <= r < size and 0 <= c < size):
+            last = {"square": [r, c], "result": "out of bounds"}
+        elif board[r][c] != ".":
+            last = {"square": [r, c], "result": "repeated"}
+        else:
+            hit = next((s for s in ships if (r, c) in s), None)
+            board[r][c] = "X" if hit else "O"
+            result = "miss"
+            if hit is not None:
+                result = "hit"
+                if all(board[a][b] == "X" for a, b in hit):
+                    sunk.append(len(hit))
+                    result = "sunk"
+            last = {"square": [r, c], "result": result}
+    return record
+
+
+HARNESS_SOURCE = inspect.getsource(play_game)
+
+INITIAL_REASON = '''def reason(observation):
+    """List the squares not fired at yet, row by row."""
+    board = observation["board"]
+    unexplored = []
+    for r, row in enumerate(board):
+        for c, cell in enumerate(row):
+            if cell == ".":
+                unexplored.append([r, c])
+    return {"unexplored": unexplored}
+'''
+
+INITIAL_ACT = '''def act(plan):
+    """Fire at the first unexplored square of the plan."""
+    return plan["unexplored"][0]
+'''
+
+
+class GameReport(BaseModel):
+    """A game replayed on the host against the true board: the score and what happened."""
+
+    ship_squares: int
+    shots_fired: int = 0
+    hits: int = 0
+    misses: int = 0
+    repeated: int = 0
+    out_of_bounds: int = 0
+    invalid: int = 0
+    ships_sunk: list[int] = Field(default_factory=list)
+    ships_afloat: list[int] = Field(default_factory=list)
+    rows_never_fired_at: list[int] = Field(default_factory=list)
+    hits_followed_up: int = 0  # hits (not sinking) whose next shot was next to that square
+    hits_to_follow: int = 0
+    examples: dict[str, str] = Field(default_factory=dict)  # first repeated / out-of-bounds / invalid move
+
+    @property
+    def hit_rate(self) -> float:
+        return self.hits / self.ship_squares if self.ship_squares else 0.0
+
+
+def place_fleet(seed: int, size: int = 8, fleet: tuple[int, ...] = (4, 3, 3, 2)) -> list[list[list[int]]]:
+    """Ships as lists of [row, col], placed from `seed`: each horizontal or vertical, inside the board, no overlap."""
+    if sum(fleet) > size * size or max(fleet) > size:
+        raise ConfigError(f"A fleet {list(fleet)} does not fit on a {size}x{size} board.")
+    rng = random.Random(seed)
+    taken: set[tuple[int, int]] = set()
+    ships = []
+    for length in fleet:
+        for _ in range(10_000):
+            horizontal = rng.random() < 0.5
+            r = rng.randrange(size if horizontal else size - length + 1)
+            c = rng.randrange(size - length + 1 if horizontal else size)
+            cells = [(r, c + i) if horizontal else (r + i, c) for i in range(length)]
+            if not taken.intersection(cells):
+                taken.update(cells)
+                ships.append([list(cell) for cell in cells])
+                break
+        else:
+            raise ConfigError(f"Could not place the fleet {list(fleet)} on a {size}x{size} board.")
+    return ships
+
+
+def replay(ships: list[list[list[int]]], size: int, shots: list[Any]) -> GameReport:
+    """Score the shots against the true board (the sandbox's own bookkeeping is not trusted)."""
+    ship_sets = [{tuple(cell) for cell in ship} for ship in ships]
+    report = GameReport(ship_squares=sum(len(s) for s in ship_sets))
+    fired: set[tuple[int, int]] = set()
+    hit_squares: set[tuple[int, int]] = set()
+    pending: tuple[int, int] | None = None  # a hit whose next shot should follow it up
+    for shot in shots:
+        report.shots_fired += 1
+        square = tuple(shot) if isinstance(shot, list) and len(shot) == 2 else None
+        if pending is not None and square is not None:
+            report.hits_followed_up += abs(square[0] - pending[0]) + abs(square[1] - pending[1]) == 1
+        pending = None
+        if square is None:
+            report.invalid += 1
+            report.examples.setdefault("invalid", str(shot))
+        elif not all(0 <= v < size for v in square):
+            report.out_of_bounds += 1
+            report.examples.setdefault("out_of_bounds", str(list(square)))
+        elif square in fired:
+            report.repeated += 1
+            report.examples.setdefault("repeated", str(list(square)))
+        else:
+            fired.add(square)
+            ship = next((s for s in ship_sets if square in s), None)
+            if ship is None:
+                report.misses += 1
+                continue
+            report.hits += 1
+            hit_squares.add(square)
+            if ship <= hit_squares:
+                report.ships_sunk.append(len(ship))
+            else:
+                pending = square
+                report.hits_to_follow += 1
+    if pending is not None:  # the last shot hit and there was no next shot to follow it up
+        report.hits_to_follow -= 1
+    report.ships_afloat = [len(s) for s in ship_sets if not s <= hit_squares]
+    report.rows_never_fired_at = [r for r in range(size) if not any(sq[0] == r for sq in fired)]
+    return report
+
+
+def describe_game(report: GameReport, budget: int, error: str | None = None) -> str:
+    """The game in words, for the feedback."""
+    text = (f"Hit {report.hits} of {report.ship_squares} ship squares ({report.hit_rate:.0%}) with {report.shots_fired} "
+            f"of {budget} shots: {report.hits} hits, {report.misses} misses, {report.repeated} repeated shots, "
+            f"{report.out_of_bounds} out-of-bounds and {report.invalid} invalid moves.")
+    text += (f" Sank {len(report.ships_sunk)} of {len(report.ships_sunk) + len(report.ships_afloat)} ships"
+             + (f"; ships of sizes {report.ships_afloat} stayed afloat." if report.ships_afloat else "."))
+    if report.rows_never_fired_at and report.ships_afloat:
+        text += f" Rows never fired at: {report.rows_never_fired_at}."
+    if report.hits_to_follow:
+        text += (f" After a hit that did not sink its ship, the next shot went next to it in {report.hits_followed_up} "
+                 f"of {report.hits_to_follow} cases.")
+    for kind, label in (("repeated", "First repeated square"), ("out_of_bounds", "First out-of-bounds move"),
+                        ("invalid", "First invalid move (act must return [row, col] as two integers)")):
+        if kind in report.examples:
+            text += f" {label}: {report.examples[kind]}."
+    if error:
+        text += f" The game stopped early: {error}."
+    return text
+
+
+async def play_in_sandbox(reason: Variable, act: Variable, game: Variable, ships: list[list[list[int]]],
+                          limits: SandboxLimits | None = None, log_turns: int = 3) -> Variable:
+    """One traced op for a whole game: both functions run in one sandbox call; its inputs are both codes and the game.
+
+    The ship positions go to the sandbox but are not an input of the op, so no credit or optimizer call sees them.
+    A crash, timeout or blocked operation of the sandbox becomes an error node carrying its message.
+    """
+    spec = {**game.value, "ships": ships, "log_turns": log_turns}
+    value, result = await acall_function(HARNESS_SOURCE, "play_game", [str(reason.value), str(act.value), spec],
+                                         limits=limits)
+    error = None if result.ok else (result.error or f"exit code {result.returncode}")
+    op = OpRecord(name="play_game", kind="code", inputs=[("reason_code", reason), ("act_code", act), ("game", game)],
+                  source=HARNESS_SOURCE, error=error,
+                  description="Plays one Battleship game in a sandbox: every turn it calls reason(observation) from "
+                              "reason_code, then act(plan) from act_code, and fires at the returned square.")
+    return Variable(value=f"ERROR in play_game: {error}" if error else value, op=op,
+                    role="record of the game: every shot fired (in order), the first plans and any error")
+
+
+class BattleshipTask(Task):
+    """Sink a hidden fleet within a shot budget with trainable reason/act functions; the score is the hit rate."""
+
+    name = "battleship"
+
+    def __init__(self, seed: int = 0, size: int = 8, fleet: list[int] | tuple[int, ...] = (4, 3, 3, 2),
+                 budget: int = 32, n_train: int = 5, n_val: int = 5, n_test: int = 10, timeout_s: float = 10.0,
+                 log_turns: int = 3):
+        if min(n_train, n_val, n_test) < 1 or budget < 1:
+            raise ConfigError("battleship needs budget, n_train, n_val and n_test of at least 1.")
+        self.seed, self.size, self.fleet, self.budget = seed, size, tuple(fleet), budget
+        self.n_train, self.n_val, self.n_test, self.log_turns = n_train, n_val, n_test, log_turns
+        self.limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s)))
+        self.description = (f"Battleship, {size}x{size}, fleet {list(self.fleet)}, {budget} shots; trainable reason/act "
+                            f"code (board seeds from {seed}: {n_train} train / {n_val} val / {n_test} test).")
+
+    def load_splits(self) -> Splits:
+        """Board seeds drawn from `seed`: the first n_train train, the next n_val validation, the rest test."""
+        n = self.n_train + self.n_val + self.n_test
+        board_seeds = random.Random(self.seed).sample(range(1_000_000), n)
+        rows = [Example(id=f"battleship-{s}", target={"ships": place_fleet(s, self.size, self.fleet)},
+                        input={"board_id": f"board-{s}", "size": self.size, "fleet": list(self.fleet),
+                               "budget": self.budget}) for s in board_seeds]
+        a, b = self.n_train, self.n_train + self.n_val
+        return Splits(train=rows[:a], val=rows[a:b], test=rows[b:])
+
+    def initial_parameters(self) -> list[Parameter]:
+        common = ["Use only the Python standard library; the code runs in a sandbox.",
+                  "Decide only from the arguments; never inspect the interpreter (frames, globals, gc) for the ships."]
+        return [
+            Parameter(value=INITIAL_REASON, name="reason", kind="code",
+                      role="Python function reason(observation) -> plan, called every turn of a Battleship game to "
+                           "analyse the board",
+                      constraints=["Define a function `reason(observation)` returning a JSON-serializable plan for "
+                                   "act. observation = {'board': list of row strings ('.' not fired at, 'X' hit, "
+                                   "'O' miss), 'size', 'fleet', 'sunk', 'shots_left', 'last_shot'}.", *common]),
+            Parameter(value=INITIAL_ACT, name="act", kind="code",
+                      role="Python function act(plan) -> [row, col], called every turn with reason's plan to choose "
+                           "the square to fire at",
+                      constraints=["Define a function `act(plan)` returning [row, col], two integers with "
+                                   "0 <= row, col < size.", *common]),
+        ]
+
+    async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
+        game = Variable(example.input, role="the game: board id, board size, fleet of ship sizes and shot budget")
+        return await play_in_sandbox(params["reason"], params["act"], game, example.target["ships"], self.limits,
+                                     self.log_turns)
+
+    def metric(self, prediction: Any, example: Example) -> MetricResult:
+        """Hit rate = ship squares hit within the budget / all ship squares, with the game described in words."""
+        record = prediction if isinstance(prediction, dict) else {"shots": [], "error": f"no game record: {prediction}"}
+        report = replay(example.target["ships"], example.input["size"], list(record.get("shots") or [])[:example.input["budget"]])
+        return MetricResult(score=report.hit_rate,
+                            feedback=describe_game(report, example.input["budget"], record.get("error")))
+
+    def sim_world(self, splits: Splits) -> SimWorld:
+        # The simulator cannot write code: its optimizer leaves code parameters unchanged (no rubric to add), so a
+        # run on the sim exercises the whole loop -- sandboxed games, credit, optimizer -- without moving the score.
+        return SimWorld(task=self.name, rubric=[], answers={})
