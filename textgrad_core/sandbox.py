@@ -34,9 +34,10 @@ which are applied best effort; each one that holds is listed in
     ``127.0.0.1``.
 ``mountns`` / ``readonly-fs`` / ``tmpfs-workdir`` / ``hide:<dir>``
     ``unshare(CLONE_NEWNS)`` followed by: mount propagation made private;
-    the parent's home directories and its working directory (the project,
-    which may hold ``.env`` files) covered by an empty tmpfs, with only the
-    Python installation re-exposed through bind mounts; the temporary directory
+    the home directories, the parent's working directory (the project, which
+    may hold ``.env`` files) and the temp root covered by an empty tmpfs, with
+    only the Python installation and the run's temp dir re-exposed through
+    bind mounts; the temporary directory
     replaced by a size-capped private tmpfs (``disk_mb``); every other mount
     remounted read-only.  Writes outside the temp dir then fail with ``EROFS``
     whatever the process does.
@@ -210,6 +211,30 @@ def emit(fd, obj):
         view = view[os.write(fd, view):]
 
 
+def make_emit_flat():
+    """Writer for flat records of str/bool/None values that does not depend on json's
+    pure-Python encoder (which looks builtins up at call time)."""
+    import json.encoder
+    quote = json.encoder.encode_basestring_ascii  # C implementation when available
+
+    def emit_flat(fd, rec, _quote=quote, _type=type, _str=str, _join=",".join,
+                  _write=os.write, _mv=memoryview):
+        parts = []
+        for key, value in rec.items():
+            if value is None or value is False or value is True:
+                text = "null" if value is None else ("true" if value else "false")
+            else:
+                text = _quote(_str(value) if _type(value) is not _str else value)
+            parts.append(_quote(key) + ":" + text)
+        view = _mv(("{" + _join(parts) + "}\n").encode("ascii"))
+        while view:
+            view = view[_write(fd, view):]
+    return emit_flat
+
+
+emit_flat = make_emit_flat()
+
+
 def read_cfg(fd):
     import json
     chunks, off = [], 0
@@ -248,9 +273,8 @@ def stage1(cfg, cfg_fd, st_fd):
         namespaces(libc, cfg, layers, notes)
     os.chdir(wd)
     write_files(cfg["files"], wd, sb_uid if os.geteuid() == 0 else None)
-    dropped = False
     if sb_uid is not None and os.geteuid() == 0:
-        dropped = drop_uid(cfg, sb_uid, layers, notes)
+        drop_uid(cfg, sb_uid, layers, notes)
     set_rlimits(cfg, layers, notes, nproc_effective=(os.geteuid() != 0))
     if libc is not None:
         if libc.prctl(38, 1, 0, 0, 0) == 0:  # PR_SET_NO_NEW_PRIVS
@@ -358,8 +382,10 @@ def setup_mounts(libc, cfg, layers, notes):
             for fd in fds:
                 os.close(fd)
             continue
+        covered = False
         try:
             mount("tmpfs", hidden, "tmpfs", NOSUID | NODEV | NOEXEC, "mode=0755,size=1m")
+            covered = True
             for path, fd in zip(exposed, fds):
                 src = "/proc/self/fd/%d" % fd
                 os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -371,7 +397,8 @@ def setup_mounts(libc, cfg, layers, notes):
             layers.append("hide:" + hidden)
         except OSError as e:
             notes.append("hide %s failed: %s" % (hidden, e))
-            libc.umount2(enc(hidden), 2)  # MNT_DETACH: back to the original view
+            if covered:
+                libc.umount2(enc(hidden), 2)  # MNT_DETACH: back to the original view
         finally:
             for fd in fds:
                 os.close(fd)
@@ -811,7 +838,7 @@ def strip_sandbox_frames(te, seen):
 
 def report_exception(e, st_fd, _type=type, _issubclass=issubclass, _id=id, _str=str,
                      _set=set, _list=list, _V=SandboxViolation, _MemoryError=MemoryError,
-                     _BaseException=BaseException, _stderr=sys.__stderr__, _emit=emit,
+                     _BaseException=BaseException, _stderr=sys.__stderr__, _emit=emit_flat,
                      _strip=strip_sandbox_frames):
     """Print the user's traceback (without bootstrap frames) and record the error.
     Builtins are bound as defaults: user code may have replaced them."""
@@ -971,7 +998,9 @@ class _Plan:
         }
         # drop paths nested inside other exposed paths
         self.expose = sorted(p for p in expose if not any(q != p and _within(p, q) for q in expose))
-        candidates = {"/root", "/home", os.path.expanduser("~")}
+        # homes (dotfiles with credentials), the project (``.env``), the temp root (other
+        # processes' temp files)
+        candidates = {"/root", "/home", os.path.expanduser("~"), tempfile.gettempdir()}
         try:
             candidates.add(os.getcwd())
         except OSError:
@@ -1202,7 +1231,7 @@ def _build_result(
     limits = job.limits
     error: str | None = None
     if timed_out:
-        error = f"timed out after {limits.timeout_s:g}s"
+        error = f"timed out after {limits.timeout_s}s"
     elif "launch_error" in status:
         error = f"sandbox failed to start: {status['launch_error']}"
     elif "started" not in status and returncode not in (0, None):
@@ -1316,6 +1345,7 @@ async def _execute_once(job: _Job, *, kernel: bool) -> _Outcome:
     cfg_file = tempfile.TemporaryFile()
     st_file = tempfile.TemporaryFile()
     proc: asyncio.subprocess.Process | None = None
+    tasks: dict[str, asyncio.Future] = {}
     try:
         if uid is not None:
             try:
@@ -1373,12 +1403,10 @@ async def _execute_once(job: _Job, *, kernel: bool) -> _Outcome:
                 error=f"sandbox failed to start: {e}", duration_s=0.0,
             )
             return _Outcome(result, {})
-        tasks = {
-            "out": asyncio.ensure_future(_read_capped(proc.stdout, cap)),
-            "err": asyncio.ensure_future(_read_capped(proc.stderr, cap)),
-            "wait": asyncio.ensure_future(proc.wait()),
-        }
-        feeder = asyncio.ensure_future(_feed_stdin(proc.stdin, job.stdin))
+        tasks["out"] = asyncio.ensure_future(_read_capped(proc.stdout, cap))
+        tasks["err"] = asyncio.ensure_future(_read_capped(proc.stderr, cap))
+        tasks["wait"] = asyncio.ensure_future(proc.wait())
+        tasks["stdin"] = asyncio.ensure_future(_feed_stdin(proc.stdin, job.stdin))
         await asyncio.wait({protocol.exited, tasks["wait"]}, timeout=limits.timeout_s,
                            return_when=asyncio.FIRST_COMPLETED)
         timed_out = not (protocol.exited.done() or tasks["wait"].done())
@@ -1389,10 +1417,10 @@ async def _execute_once(job: _Job, *, kernel: bool) -> _Outcome:
         _killpg(proc.pid)
         if uid is not None:
             _kill_uid(uid)  # also those that left the process group (setsid)
-        _, still = await asyncio.wait(set(tasks.values()), timeout=2.0)
+        _, still = await asyncio.wait({tasks["out"], tasks["err"], tasks["wait"]}, timeout=2.0)
         for t in still:
             t.cancel()
-        feeder.cancel()
+        tasks["stdin"].cancel()
         out, out_total = _task_value(tasks["out"], (b"", 0))
         err, err_total = _task_value(tasks["err"], (b"", 0))
         returncode = proc.returncode
@@ -1407,7 +1435,10 @@ async def _execute_once(job: _Job, *, kernel: bool) -> _Outcome:
             status=status,
         )
         return _Outcome(result, status)
-    finally:
+    finally:  # also reached when the caller cancels us
+        for t in tasks.values():
+            if not t.done():
+                t.cancel()
         if proc is not None and proc.returncode is None:
             _killpg(proc.pid)
             try:
