@@ -54,6 +54,9 @@ def test_run_directory_is_complete_and_consistent(demo_run):
     assert checkpoint["parameters"]["instruction"]["value"] == summary["parameters"]["instruction"]["value"]
     metrics = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["decision"] == "initial" and all(m["simulated"] for m in metrics)
+    for name in ("gradients.jsonl", "parameters.jsonl"):
+        records = [json.loads(l) for l in (run_dir / name).read_text().splitlines()]
+        assert records and all(r["simulated"] is True for r in records), name
     assert "provider: sim" in (run_dir / "config.yaml").read_text()
 
 

@@ -16,18 +16,20 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.simulated = simulated
-        self.calls = JsonlLog(self.path / "calls.jsonl")
-        self.metrics = JsonlLog(self.path / "metrics.jsonl")
-        self.events = JsonlLog(self.path / "events.jsonl")
-        self.gradients = JsonlLog(self.path / "gradients.jsonl")
-        self.parameters = JsonlLog(self.path / "parameters.jsonl")
+        # Every record of a simulated run says so, whichever component wrote it.
+        tag = {"simulated": simulated}
+        self.calls = JsonlLog(self.path / "calls.jsonl")  # each call record carries its engine's own flag
+        self.metrics = JsonlLog(self.path / "metrics.jsonl", tag)
+        self.events = JsonlLog(self.path / "events.jsonl", tag)
+        self.gradients = JsonlLog(self.path / "gradients.jsonl", tag)
+        self.parameters = JsonlLog(self.path / "parameters.jsonl", tag)
 
     def write_config(self, text: str) -> None:
         """The resolved config (secrets masked)."""
         (self.path / "config.yaml").write_text(redact(text), encoding="utf-8")
 
     def metric(self, record: dict[str, Any]) -> None:
-        self.metrics.write({"simulated": self.simulated, **record})
+        self.metrics.write(record)
 
     def parameter_version(self, param: Parameter, entry: ParameterVersion) -> None:
         self.parameters.write({"param": param.id, "version": entry.version, "step": entry.step, "reason": entry.reason,

@@ -38,14 +38,15 @@ def redact(text: str) -> str:
 class JsonlLog:
     """Thread-safe JSONL writer: each record is one complete line, flushed when written."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, defaults: dict[str, Any] | None = None):
         self.path = Path(path)
+        self.defaults = dict(defaults or {})  # fields every record carries (e.g. simulated=True)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (timestamped, secrets masked)."""
-        record = {"ts": round(time.time(), 3), **record}
+        record = {"ts": round(time.time(), 3), **self.defaults, **record}
         line = redact(json.dumps(record, ensure_ascii=False, default=str))
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")

@@ -150,10 +150,9 @@ class Trainer:
             for pid, items in credit.feedback.items():
                 for item in items:
                     self.run.gradients.write({"step": step, "param": pid, "example": item.example_id, "feedback": item.text,
-                                              "strategy": credit.strategy, "simulated": self.run.simulated})
+                                              "strategy": credit.strategy})
             if credit.trace is not None:
-                self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy,
-                                          "simulated": self.run.simulated})
+                self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy})
         return train_score, credit
 
     async def step(self, step: int, batch: list[Example], best_val: float) -> tuple[float, dict[str, Any]]:
