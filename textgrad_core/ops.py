@@ -141,11 +141,6 @@ def traced(fn: Callable | None = None, *, name: str | None = None, output_role: 
             value = f"ERROR in {op_name}: {message}" if error is not None else result
             return Variable(value=value, role=role, op=op)
 
-        def call_raw(raw: dict[str, Any]) -> Any:
-            return func(**{k: v for k, v in raw.items() if k in signature.parameters and
-                           signature.parameters[k].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)},
-                        **{k: v for k, v in raw.items() if signature.parameters[k].kind == inspect.Parameter.VAR_KEYWORD and False})
-
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Variable:
