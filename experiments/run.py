@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task
+from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task, role_configs
 from experiments.report import print_summary
 from textgrad_core.errors import TextgradError
 from textgrad_core.rundir import RunDir
@@ -24,7 +24,7 @@ def run_experiment(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     credit = build_credit(plain["credit"])
     optimizer = build_optimizer(plain["optimizer"], credit)
     search = build_search(plain.get("search"), optimizer)
-    providers = {plain["engine"].get("provider")} | {(o or {}).get("provider") for o in (plain.get("engines") or {}).values()}
+    providers = {c.get("provider") for c in role_configs(plain).values()}
     run = RunDir(Path(plain["run_dir"]), simulated=bool(providers & {"sim", "scripted"}))
     run.write_config(OmegaConf.to_yaml(OmegaConf.create(plain)))
     engines = build_engines(plain, task, splits, call_log=run.calls)

@@ -177,9 +177,8 @@ class Trainer:
                 val = (await self.evaluate(self.val_examples(), "val")).score
             worse = val < best_val if self.config.accept == "not_worse" else val <= best_val
             if worse:
-                for p in changed:
-                    entry = p.revert_to(before[p.id], step, reason=f"revert: validation {val:.3f} < best {best_val:.3f}")
-                    self.log_version(p, entry)
+                rule = "<" if self.config.accept == "not_worse" else "is not above"
+                self.revert_changes(before, step, f"revert: validation {val:.3f} {rule} best {best_val:.3f}")
                 decision = "reverted"
             else:
                 decision = "accepted"
@@ -188,6 +187,15 @@ class Trainer:
                   "updates": [u.__dict__ for u in updates], "batch": [e.id for e in batch], "credit": credit.strategy,
                   "credit_details": credit.details}
         return (val if decision == "accepted" else best_val), record
+
+    def revert_changes(self, before: dict[str, int], step: int, reason: str) -> list[str]:
+        """Restore every parameter whose version moved since `before`; the reverts are logged as new versions."""
+        reverted = []
+        for p in self.params:
+            if p.version != before[p.id]:
+                self.log_version(p, p.revert_to(before[p.id], step, reason=reason))
+                reverted.append(p.id)
+        return reverted
 
     def log_version(self, param: Parameter, entry: ParameterVersion) -> None:
         """Write one parameter version to the run log."""
@@ -222,12 +230,17 @@ class Trainer:
         self._emit({"step": 0, "val_score": round(initial_val, 4), "best_val": round(initial_val, 4), "decision": "initial"})
         with _progress(self.config.progress, len(batches), self.engines.simulated) as advance:
             for step, batch in enumerate(batches, 1):
+                before = self.params.versions()
                 try:
                     best_val, record = await self.step(step, batch, best_val)
                 except BudgetExceeded as exc:
                     stopped = str(exc)
+                    # An update the budget stopped before validation finished is never left in place.
+                    reverted = self.revert_changes(before, step, "revert: budget exhausted before validation")
                     if self.run:
-                        self.run.events.write({"kind": "budget_exceeded", "step": step, "message": stopped})
+                        self.run.events.write({"kind": "budget_exceeded", "step": step, "message": stopped,
+                                               "reverted": reverted})
+                        self._checkpoint(step, best_val)
                     break
                 self._emit(record)
                 self._checkpoint(step, best_val)
@@ -236,8 +249,11 @@ class Trainer:
         if self.config.eval_test and stopped is None:
             with self.phase("test"):
                 test = (await self.evaluate(self._test(), "test")).score
-                with self.using_values(initial_params):  # score the initial parameters on test too
-                    initial_test = (await self.evaluate(self._test(), "test")).score
+                if self.params.values() == initial_params:
+                    initial_test = test  # nothing was accepted: the same prompts would be scored twice
+                else:
+                    with self.using_values(initial_params):  # score the initial parameters on test too
+                        initial_test = (await self.evaluate(self._test(), "test")).score
         return self._summary(initial_val, best_val, initial_test, test, time.perf_counter() - start, stopped)
 
     def _emit(self, record: dict[str, Any]) -> None:
