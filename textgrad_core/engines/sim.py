@@ -88,6 +88,7 @@ class SimBackend:
         # How many named guidance items one optimizer reply adds at most (real optimizers make small edits too).
         self.max_edits = int(opts.get("max_edits", 1))
         self.world = sim_world or SimWorld(task="none", rubric=[], answers={})
+        self._anchor_index: dict[int, dict[tuple[str, ...], list[str]]] | None = None
 
     # ---- plumbing ------------------------------------------------------------------------
     async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
@@ -111,13 +112,27 @@ class SimBackend:
                 if i.key not in present and (target is None or not i.applies_to or target in i.applies_to)]
 
     def _expected(self, text: str) -> tuple[str, str] | None:
-        """(input, expected answer) of the example quoted in the prompt, if the world knows it."""
-        answers = self.world.answers
-        best = None
-        for question, answer in answers.items():
-            if question and question in text and (best is None or len(question) > len(best[0])):
-                best = (question, answer)
-        return best
+        """(input, expected answer) of the example quoted in the prompt, if the world knows it (longest match wins)."""
+        words = text.split()
+        found = {q for n, index in self._anchors().items() for i in range(len(words) - n + 1)
+                 for q in index.get(tuple(words[i:i + n]), ()) if q in text}
+        if not found:  # a question glued to other text (no whitespace before it): scan them all
+            found = {q for q in self.world.answers if q and q in text}
+        if not found:
+            return None
+        best = max(found, key=len)
+        return best, self.world.answers[best]
+
+    def _anchors(self) -> dict[int, dict[tuple[str, ...], list[str]]]:
+        """Questions indexed by their first (up to 5) words, so a lookup is one pass over the prompt's words."""
+        if self._anchor_index is None:
+            index: dict[int, dict[tuple[str, ...], list[str]]] = {}
+            for question in self.world.answers:
+                head = tuple(question.split()[:5])
+                if head:
+                    index.setdefault(len(head), {}).setdefault(head, []).append(question)
+            self._anchor_index = index
+        return self._anchor_index
 
     def _wrong(self, expected: str, salt: str) -> str:
         if self.world.distractors:
