@@ -12,7 +12,7 @@ from tasks.registry import load_task
 from textgrad_core.engines import EngineSet, JsonlLog, Ledger, PriceTable
 from textgrad_core.engines.config import BudgetConfig
 from textgrad_core.errors import ConfigError
-from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import TGD
 from textgrad_core.optimizers import OPRO, JointUpdate
 from textgrad_core.search import CandidateSearch
 from textgrad_core.task import Task

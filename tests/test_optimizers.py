@@ -10,7 +10,7 @@ import pytest
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import ScriptedBackend, build_engine
 from textgrad_core.errors import ConfigError
-from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import TGD
 from textgrad_core.optimizers import OPRO, JointUpdate
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter

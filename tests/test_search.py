@@ -14,7 +14,7 @@ from textgrad_core.engines import EngineSet, LLMRequest, ScriptedBackend
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, join
-from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import TGD
 from textgrad_core.rundir import RunDir
 from textgrad_core.search import CandidateSearch, pareto_front, wins
 from textgrad_core.task import Example, Splits, Task

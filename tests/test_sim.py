@@ -5,7 +5,7 @@ from textgrad_core.engines import LLMRequest, build_engine
 from textgrad_core.engines.sim import SimWorld
 from textgrad_core.loss import JudgeLoss
 from textgrad_core.ops import LLMCall
-from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import TGD
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ParameterFeedback
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter, Variable

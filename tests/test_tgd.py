@@ -2,7 +2,7 @@
 import asyncio
 
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ParameterFeedback
-from textgrad_core.optimizer import TGD
+from textgrad_core.optimizers import TGD
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 from tests.scripted import scripted_engine

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from textgrad_core.errors import ConfigError
-from textgrad_core.optimizer import ProposingOptimizer, UpdateEvent
+from textgrad_core.optimizers.base import ProposingOptimizer, UpdateEvent
 
 if TYPE_CHECKING:
     from textgrad_core.task import Example

@@ -14,7 +14,7 @@ from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace
 from textgrad_core.engines import EngineSet, UsageTotals
 from textgrad_core.errors import BudgetExceeded
 from textgrad_core.graph import Graph
-from textgrad_core.optimizer import Optimizer
+from textgrad_core.optimizers.base import Optimizer
 from textgrad_core.rundir import RunDir
 from textgrad_core.task import Example, Splits, Task
 from textgrad_core.variable import Parameter, ParameterSet, ParameterVersion, Tape

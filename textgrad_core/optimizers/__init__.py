@@ -1,5 +1,7 @@
-"""Optimizers beyond per-parameter TGD (which lives with the protocol in textgrad_core.optimizer)."""
+"""Optimizers: the protocol (base), textual gradient descent (tgd), the joint trace update (joint) and OPRO (opro)."""
+from textgrad_core.optimizers.base import Optimizer, Proposal, ProposingOptimizer, UpdateEvent, apply_proposal
 from textgrad_core.optimizers.joint import JointUpdate
 from textgrad_core.optimizers.opro import OPRO
+from textgrad_core.optimizers.tgd import TGD
 
-__all__ = ["JointUpdate", "OPRO"]
+__all__ = ["JointUpdate", "OPRO", "Optimizer", "Proposal", "ProposingOptimizer", "TGD", "UpdateEvent", "apply_proposal"]

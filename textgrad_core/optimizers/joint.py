@@ -9,7 +9,7 @@ from textgrad_core.credit import PER_PARAMETER, TRACE, CreditResult
 from textgrad_core.engines import Engine, LLMReply, LLMRequest, Message, ResponseFormat
 from textgrad_core.engines.base import parse_json_reply
 from textgrad_core.errors import ParseError
-from textgrad_core.optimizer import Proposal, UpdateEvent, apply_proposal, coerce_value, render_feedback
+from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, coerce_value, render_feedback
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 

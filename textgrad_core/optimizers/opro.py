@@ -9,7 +9,7 @@ from typing import Any
 from textgrad_core import prompts
 from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult
 from textgrad_core.engines import Engine
-from textgrad_core.optimizer import Proposal, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, rejected_reply, request_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 

@@ -1,0 +1,98 @@
+"""Textual gradient descent (TGD): one update call per parameter, from its feedback, its constraints and a memory."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from textgrad_core import prompts
+from textgrad_core.credit import CreditResult, ParameterFeedback
+from textgrad_core.engines import Engine
+from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, rejected_reply, render_feedback, request_value
+from textgrad_core.runlog import JsonlLog
+from textgrad_core.variable import Parameter
+
+
+@dataclass
+class _PastUpdate:
+    step: int
+    value: str
+    feedback: str
+
+
+class TGD:
+    """Textual gradient descent: one call per parameter, all parameters updated concurrently."""
+
+    name = "tgd"
+    accepts = frozenset({"per_parameter", "trace", "scores"})
+
+    def __init__(self, memory: int = 0, update_examples: list[str] | None = None, max_tokens: int = 2048,
+                 temperature: float = 0.0):
+        self.memory = memory  # how many past (value, feedback) pairs to show: the "momentum" of TextGrad
+        self.update_examples = list(update_examples or [])
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._past: dict[str, list[_PastUpdate]] = {}
+
+    async def step(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                   events: JsonlLog | None = None) -> list[UpdateEvent]:
+        """Propose and apply a new value for every parameter that received feedback."""
+        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
+
+    async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                      events: JsonlLog | None = None, sample_index: int = 0,
+                      temperature: float | None = None) -> Proposal:
+        """One update call per parameter that received feedback, concurrently; nothing is applied."""
+        todo = [(p, credit.for_parameter(p)) for p in params]
+        todo = [(p, fb) for p, fb in todo if fb]
+        results = await asyncio.gather(*(self._propose_one(p, fb, engine, step, events, sample_index, temperature)
+                                         for p, fb in todo))
+        proposal = Proposal()
+        for (param, _), (value, reason, event) in zip(todo, results):
+            if event is not None:
+                proposal.unchanged.append(event)
+            else:
+                proposal.values[param.id], proposal.reasons[param.id] = value, reason
+        return proposal
+
+    def past_updates(self, param: Parameter, step: int) -> list[_PastUpdate]:
+        """The remembered (value, feedback) pairs of earlier steps shown in the prompt, oldest first."""
+        if not self.memory:
+            return []
+        return [p for p in self._past.get(param.id, []) if p.step < step][-self.memory:]
+
+    def prompt(self, param: Parameter, feedback: list[ParameterFeedback], step: int | None = None) -> str:
+        """The update prompt: the full current value, role, constraints, memory, examples and grouped feedback."""
+        constraints = prompts.TGD_CONSTRAINTS.format(constraints="\n".join(f"- {c}" for c in param.constraints)) if param.constraints else ""
+        memory = ""
+        past = self.past_updates(param, step if step is not None else 1 << 62)
+        if past:
+            memory = prompts.TGD_MEMORY.format(memory="\n".join(
+                f'<PAST_VALUE n="{i}">\n{p.value}\n</PAST_VALUE>\n<PAST_FEEDBACK n="{i}">\n{p.feedback}\n</PAST_FEEDBACK>'
+                for i, p in enumerate(past, 1)))
+        examples = prompts.TGD_EXAMPLES.format(examples="\n\n".join(self.update_examples)) if self.update_examples else ""
+        return prompts.TGD_USER.format(name=param.name, role=param.role, value=param.value, constraints=constraints,
+                                       memory=memory, examples=examples, feedback=render_feedback(feedback),
+                                       open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+
+    def _remember(self, param: Parameter, feedback: list[ParameterFeedback], step: int) -> None:
+        # Once per (step, value): the n samples of a candidate search share one memory entry.
+        past = self._past.setdefault(param.id, [])
+        value = str(param.value)
+        if not any(p.step == step and p.value == value for p in past):
+            past.append(_PastUpdate(step, value, render_feedback(feedback)))
+
+    async def _propose_one(self, param: Parameter, feedback: list[ParameterFeedback], engine: Engine, step: int,
+                           events: JsonlLog | None, sample_index: int,
+                           temperature: float | None) -> tuple[Any, str, UpdateEvent | None]:
+        user = self.prompt(param, feedback, step)
+        if self.memory:  # the value received this feedback whether or not the reply below is usable
+            self._remember(param, feedback, step)
+        value, error, attempt = await request_value(
+            engine, param, prompts.TGD_SYSTEM, user, tag=f"optimizer:{self.name}:{param.id}", max_tokens=self.max_tokens,
+            temperature=self.temperature if temperature is None else temperature, sample_index=sample_index)
+        if value is None:
+            return None, "", rejected_reply(self.name, param, step, error, events, sample_index)
+        if value == param.value:
+            return None, "", UpdateEvent(param.id, False, param.version, reason="the optimizer proposed the current value")
+        return value, f"{self.name} update" + (" (after re-ask)" if attempt else ""), None
