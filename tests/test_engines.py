@@ -32,8 +32,9 @@ except ImportError:  # tests/ imported as a package
     from tests.provider_server import Malformed, Reply, Status
 
 # Fake keys in the providers' shapes, assembled here so the repository never holds a key-shaped literal.
-OPENAI_KEY = "-".join(["sk", "test", "SECRET0123456789abcdef"])
-ANTHROPIC_KEY = "-".join(["sk", "ant", "test", "SECRET9876543210fedcba"])
+# (Random-looking tails: every 6-character fragment of a key in use is masked in logs from then on.)
+OPENAI_KEY = "-".join(["sk", "test", "SECRETqV7xK2rM9pL4wZ8tN3"])
+ANTHROPIC_KEY = "-".join(["sk", "ant", "test", "SECRETbH5jD1gF6sY0cQ2uE9"])
 KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
@@ -227,15 +228,24 @@ def test_timeout(server, tmp_path, provider):
 
 
 @BOTH
-def test_malformed_body_is_a_clear_error_and_not_retried(server, tmp_path, provider):
+def test_malformed_body_is_retried_then_a_clear_error(server, tmp_path, provider):
+    """A 200 with an unparseable body is a transient fault (proxies cut bodies short): retried, then reported."""
     server.default = Malformed("{not json")
     ledger = Ledger()
     engine = make_engine(server, provider, tmp_path, ledger=ledger, max_retries=3)
     with pytest.raises(MalformedReplyError) as info:
         run(engine.acomplete(LLMRequest.chat("hi")))
-    assert "malformed" in str(info.value).lower() and info.value.attempts == 1 and info.value.provider == provider
-    assert len(server.requests) == 1
+    assert "malformed" in str(info.value).lower() and info.value.attempts == 4 and info.value.provider == provider
+    assert len(server.requests) == 4
     assert ledger.total().errors == 1
+    assert ledger.faults() == {"retries": {"malformed": 3}, "failed_calls": {"malformed": 1}}
+
+
+@BOTH
+def test_malformed_body_then_a_good_reply_succeeds(server, tmp_path, provider):
+    server.script(Malformed("{not json"), Reply("fine"))
+    reply = run(make_engine(server, provider, tmp_path, max_retries=3).acomplete(LLMRequest.chat("hi")))
+    assert reply.text == "fine" and len(server.requests) == 2
 
 
 @BOTH
@@ -243,9 +253,9 @@ def test_malformed_body_is_a_clear_error_and_not_retried(server, tmp_path, provi
 def test_json_body_of_the_wrong_shape_is_malformed(server, tmp_path, provider, body):
     server.default = Malformed(body)
     with pytest.raises(MalformedReplyError) as info:
-        run(make_engine(server, provider, tmp_path, max_retries=3).acomplete(LLMRequest.chat("hi")))
-    assert "malformed" in str(info.value).lower() and info.value.attempts == 1
-    assert len(server.requests) == 1
+        run(make_engine(server, provider, tmp_path, max_retries=1).acomplete(LLMRequest.chat("hi")))
+    assert "malformed" in str(info.value).lower() and info.value.attempts == 2
+    assert len(server.requests) == 2
 
 
 # --------------------------------------------------------------------------- 6. concurrency bound
@@ -404,7 +414,7 @@ def test_api_key_never_reaches_errors_or_call_log(server, tmp_path, provider):
 
 def test_key_from_a_custom_variable_is_redacted_whatever_its_shape(monkeypatch, server, tmp_path):
     """A key in a variable whose name does not look secret, and that does not look like sk-..., is still masked."""
-    key = "local-credential-7f3a9c2e41"
+    key = "zx-7f3a9c2e41-Qw8r"
     monkeypatch.setenv("VLLM_AUTH", key)
     log_path = tmp_path / "calls.jsonl"
     engine = make_engine(server, "openai", tmp_path, api_key_env="VLLM_AUTH", call_log=JsonlLog(log_path))
@@ -430,11 +440,14 @@ def test_missing_api_key(monkeypatch, tmp_path, provider):
 
 @BOTH
 def test_missing_custom_key_variable(monkeypatch, server, tmp_path, provider):
-    """A variable named in api_key_env must exist, even for an OpenAI-compatible base_url."""
+    """A key declared required must exist, even for an OpenAI-compatible base_url; Anthropic always needs one."""
     monkeypatch.delenv("MY_PROXY_KEY", raising=False)
     with pytest.raises(MissingAPIKeyError) as info:
-        make_engine(server, provider, tmp_path, api_key_env="MY_PROXY_KEY")
+        make_engine(server, provider, tmp_path, api_key_env="MY_PROXY_KEY", api_key_required=True)
     assert "MY_PROXY_KEY" in str(info.value)
+    if provider == "anthropic":
+        with pytest.raises(MissingAPIKeyError):
+            make_engine(server, provider, tmp_path, api_key_env="MY_PROXY_KEY")
 
 
 def test_local_openai_compatible_server_needs_no_key(monkeypatch, server, tmp_path):

@@ -48,3 +48,14 @@ class CacheError(TextgradError):
 
 class ParseError(TextgradError):
     """An LLM reply could not be parsed into the expected structure."""
+
+
+class EmptyReplyError(MalformedReplyError):
+    """The provider answered with an empty text, and retrying did not help."""
+
+
+class ReplayMissError(TextgradError):
+    """Replay mode (engine.cache.mode=replay) met a request that was never recorded; it stops the run, no call is made.
+
+    Deliberately not a ProviderError: a replay that diverges from its recording is a wrong setup, not one
+    failed example."""

@@ -12,26 +12,92 @@ from typing import Any
 # Shapes of provider keys; anything matching is masked before it reaches a file or an error message.
 _KEY_PATTERNS = [re.compile(r"sk-ant-[A-Za-z0-9_\-]{8,}"), re.compile(r"sk-[A-Za-z0-9_\-]{8,}")]
 _SECRET_ENV_HINTS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
-_registered_secrets: tuple[str, ...] = ()  # longest first; replaced, never mutated, so readers need no lock
+MASK = "[REDACTED]"
+# Any run of this many characters of a registered secret is masked (a shorter fragment identifies nothing).
+FRAGMENT = 6
+
+
+class _SecretMatcher:
+    """Finds every fragment of FRAGMENT+ characters of any of a set of secrets, in one regex pass.
+
+    Every FRAGMENT-character window of every secret goes into a trie, compiled once into one regex; the union
+    of all matching (possibly overlapping) windows is masked. Any fragment of 6 or more
+    characters contains a whole window, hence is covered."""
+
+    def __init__(self, secrets: tuple[str, ...]):
+        self.secrets = secrets
+        windows = {s[i:i + FRAGMENT] for s in secrets for i in range(len(s) - FRAGMENT + 1)}
+        # No lookahead: a pattern that starts with an alternation of characters lets the regex engine skip
+        # ahead in C; the few windows that overlap a match are then probed one by one.
+        self._pattern = re.compile(_trie_regex(sorted(windows))) if windows else None
+
+    def redact(self, text: str) -> str:
+        if self._pattern is None:
+            return text
+        spans: list[list[int]] = []
+        search, probe, pos = self._pattern.search, self._pattern.match, 0
+        while (found := search(text, pos)) is not None:
+            start = found.start()
+            end, q = start + FRAGMENT, start + 1
+            while q < end:  # every window that starts inside the span so far extends it
+                if probe(text, q):
+                    end = q + FRAGMENT
+                q += 1
+            if spans and start <= spans[-1][1]:
+                spans[-1][1] = end
+            else:
+                spans.append([start, end])
+            pos = end
+        if not spans:
+            return text
+        out, pos = [], 0
+        for start, end in spans:
+            out.append(text[pos:start])
+            out.append(MASK)
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+
+def _trie_regex(words: list[str]) -> str:
+    """A regex matching exactly `words` (all of one length), shaped as a trie so each position costs its depth."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+
+    def build(node: dict) -> str:
+        if not node:
+            return ""
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items())]
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return build(trie)
+
+
+_matcher = _SecretMatcher(())  # replaced, never mutated, so readers need no lock
+_registry_lock = threading.Lock()
 
 
 def register_secret(value: str) -> None:
-    """Mask this exact value from now on (e.g. an API key read from a variable whose name does not look secret)."""
-    global _registered_secrets
-    if value and len(value) >= 8 and value not in _registered_secrets:
-        _registered_secrets = tuple(sorted({*_registered_secrets, value}, key=len, reverse=True))
+    """Mask this value, and any fragment of it of 6+ characters, from now on (e.g. an API key in use)."""
+    global _matcher
+    if not value or len(value) < FRAGMENT:
+        return
+    with _registry_lock:
+        if value not in _matcher.secrets:
+            _matcher = _SecretMatcher(tuple(sorted({*_matcher.secrets, value})))
 
 
 def redact(text: str) -> str:
-    """Mask anything that looks like an API key, registered secrets, and the values of secret-looking environment variables."""
-    for value in _registered_secrets:
-        if value in text:
-            text = text.replace(value, "[REDACTED]")
+    """Mask registered secrets (any 6+ character fragment), key-shaped strings, and secret-looking env values."""
+    text = _matcher.redact(text)
     for pattern in _KEY_PATTERNS:
-        text = pattern.sub("[REDACTED]", text)
+        text = pattern.sub(MASK, text)
     for name, value in os.environ.items():
         if value and len(value) >= 8 and any(h in name.upper() for h in _SECRET_ENV_HINTS) and value in text:
-            text = text.replace(value, "[REDACTED]")
+            text = text.replace(value, MASK)
     return text
 
 

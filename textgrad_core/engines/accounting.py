@@ -25,6 +25,8 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+FREE_PROVIDERS = ("sim", "scripted")
+
 # Providers answer with dated snapshot names: gpt-4o-mini-2024-07-18, claude-haiku-4-5-20251001.
 _SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8})$")
 
@@ -46,11 +48,20 @@ class PriceTable:
             price = self.prices.get(family) or self.prices.get(family + "-latest")
         return price
 
-    def cost(self, provider: str, model: str, usage: Usage) -> float:
-        """USD cost of one call."""
-        if provider in ("sim", "scripted"):
+    @staticmethod
+    def is_free(provider: str) -> bool:
+        """The simulator and scripted engines cost nothing (which is known, hence not 'unpriced')."""
+        return provider in FREE_PROVIDERS
+
+    def is_priced(self, provider: str, model: str) -> bool:
+        """Whether a call to this model has a known cost (free providers do)."""
+        return self.is_free(provider) or self.lookup(model) is not None
+
+    def cost(self, provider: str, model: str, usage: Usage, requested: str | None = None) -> float:
+        """USD cost of one call; `requested` (the configured model) prices a reply whose own model name is unknown."""
+        if self.is_free(provider):
             return 0.0
-        price = self.lookup(model)
+        price = self.lookup(model) or (self.lookup(requested) if requested else None)
         if price is None:
             self.unpriced.add(model)
             return 0.0
@@ -70,8 +81,11 @@ class UsageTotals(BaseModel):
     cached_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    # Paid calls to a model missing from the price table: cost_usd leaves them out (see cost_label).
+    unpriced_calls: int = 0
 
     def add_reply(self, reply: LLMReply) -> None:
+        """Count one answered call (a cache hit adds no tokens and no cost)."""
         self.calls += 1
         self.cache_hits += int(reply.cache_hit)
         if not reply.cache_hit:
@@ -79,7 +93,19 @@ class UsageTotals(BaseModel):
             self.output_tokens += reply.usage.output_tokens
             self.cached_tokens += reply.usage.cached_tokens
             self.cost_usd += reply.cost_usd
+            self.unpriced_calls += int(reply.unpriced)
         self.latency_s += reply.latency_s
+
+    @property
+    def unpriced(self) -> bool:
+        """True when some paid call had no price, so cost_usd is a lower bound, not the cost."""
+        return self.unpriced_calls > 0
+
+    def cost_label(self) -> str:
+        """The cost for a console or summary: '$0.0123', 'unpriced' (nothing priced), or '$0.0123 + unpriced'."""
+        if not self.unpriced:
+            return f"${self.cost_usd:.4f}"
+        return "unpriced" if self.cost_usd == 0 else f"${self.cost_usd:.4f} + unpriced"
 
     def minus(self, other: "UsageTotals") -> "UsageTotals":
         """The usage between two snapshots."""
@@ -101,6 +127,8 @@ class Ledger:
         self.prices = prices or PriceTable()
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str, str], UsageTotals] = defaultdict(UsageTotals)
+        self._phases: dict[str, UsageTotals] = defaultdict(UsageTotals)
+        self._faults: dict[str, dict[str, int]] = {"retries": defaultdict(int), "failed_calls": defaultdict(int)}
         self._reserved_calls = 0
 
     def reserve(self) -> None:
@@ -123,13 +151,42 @@ class Ledger:
         with self._lock:
             self._reserved_calls -= 1
 
-    def record(self, role: str, reply: LLMReply) -> None:
+    def record(self, role: str, reply: LLMReply, phase: str | None = None) -> None:
+        """Account one answered call to its role (and to the run phase it happened in, when known)."""
         with self._lock:
             self._rows[(role, reply.provider, reply.model)].add_reply(reply)
+            if phase is not None:
+                self._phases[phase].add_reply(reply)
 
-    def record_error(self, role: str, provider: str, model: str) -> None:
+    def record_error(self, role: str, provider: str, model: str, phase: str | None = None) -> None:
+        """Account one call that failed after its retries."""
         with self._lock:
             self._rows[(role, provider, model)].errors += 1
+            if phase is not None:
+                self._phases[phase].errors += 1
+
+    def record_fault(self, kind: str, reason: str) -> None:
+        """Count a retry (kind 'retries') or a call that failed for good (kind 'failed_calls') by its reason."""
+        with self._lock:
+            self._faults[kind][reason] += 1
+
+    def faults(self) -> dict[str, dict[str, int]]:
+        """{'retries': {reason: n}, 'failed_calls': {reason: n}}; reasons: 429 5xx 4xx timeout connection malformed empty."""
+        with self._lock:
+            return {kind: dict(sorted(counts.items())) for kind, counts in self._faults.items()}
+
+    def by_phase(self) -> dict[str, UsageTotals]:
+        """Usage per run phase (forward, credit, optimizer, validation, test), as set by `call_context(phase=...)`."""
+        with self._lock:
+            return {phase: row.model_copy() for phase, row in sorted(self._phases.items())}
+
+    def unpriced_models(self) -> list[str]:
+        """Models that answered paid calls without a price in the table."""
+        return sorted(self.prices.unpriced)
+
+    def cost_label(self) -> str:
+        """The run's cost so far for a console or summary; 'unpriced' rather than a misleading $0.0000."""
+        return self.total().cost_label()
 
     def _total_locked(self) -> UsageTotals:
         total = UsageTotals()

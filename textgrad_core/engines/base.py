@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 import random
 import re
@@ -13,25 +14,45 @@ from typing import Any, Callable, Generic, Protocol, TypeVar
 from textgrad_core.engines.accounting import Ledger
 from textgrad_core.engines.cache import RequestCache
 from textgrad_core.engines.config import EngineConfig
+from textgrad_core.engines.context import current_call_context, new_request_id
 from textgrad_core.engines.sync import run_sync
 from textgrad_core.engines.types import LLMReply, LLMRequest
-from textgrad_core.errors import BudgetExceeded, ProviderError
+from textgrad_core.errors import (BudgetExceeded, EmptyReplyError, MalformedReplyError, ProviderError,
+                                  ReplayMissError)
 from textgrad_core.runlog import JsonlLog, redact
 
 T = TypeVar("T")
 
 
 class TransientProviderError(Exception):
-    """A failure worth retrying: 429, 5xx, timeout, dropped connection."""
+    """A failure worth retrying: 429, 5xx, timeout, dropped connection, malformed or empty 200 reply.
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+    `reason` names the fault kind for events and the ledger: 429, 5xx, 4xx, timeout, connection, malformed, empty."""
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None,
+                 reason: str | None = None):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.reason = reason or _reason_of_status(status)
+
+
+def _reason_of_status(status: int | None) -> str:
+    if status == 429:
+        return "429"
+    if status == 408:
+        return "timeout"
+    if status is not None and status >= 500:
+        return "5xx"
+    return "4xx" if status is not None else "connection"
 
 
 class Backend(Protocol):
-    """What a provider implementation supplies: one raw call, no policy."""
+    """What a provider implementation supplies: one raw call, no policy.
+
+    A backend may also define `reply_identity() -> dict`: what besides the request decides its replies (the
+    endpoint, options, extra headers, a simulator's seed). The engine folds it into every cache key, so two
+    endpoints or two seeds never serve each other's replies. Without it, the backend contributes nothing."""
 
     provider: str
     simulated: bool
@@ -69,17 +90,34 @@ def parse_json_reply(text: str) -> Any:
         return None
 
 
+@dataclasses.dataclass
+class _Call:
+    """One `acomplete`: the request, the model it goes to, and its bookkeeping for logs and events."""
+
+    request: LLMRequest
+    model: str
+    request_id: str
+    context: dict[str, Any]
+    attempts: int = 0
+
+
 class Engine:
-    """An LLM backend wrapped in the run's shared call policy; `role` tags accounting and logs."""
+    """An LLM backend wrapped in the run's shared call policy; `role` tags accounting, logs and events.
+
+    `call_log` gets one record per call (answered, served from the cache, or failed); `events` gets one record
+    per retry (kind `retry`) and per call that failed after its retries (kind `call_failed`), and replay misses."""
 
     def __init__(self, config: EngineConfig, backend: Backend, ledger: Ledger | None = None,
-                 call_log: JsonlLog | None = None, role: str = "forward", cache: RequestCache | None = None):
+                 call_log: JsonlLog | None = None, role: str = "forward", cache: RequestCache | None = None,
+                 events: JsonlLog | None = None):
         self.config = config
         self.backend = backend
         self.ledger = ledger or Ledger()
         self.call_log = call_log
+        self.events = events
         self.role = role
         self.cache = cache
+        self._identity: dict[str, Any] | None = None
         self._semaphore: LoopLocal[asyncio.Semaphore] = LoopLocal(lambda: asyncio.Semaphore(config.max_concurrency))
         self._inflight: LoopLocal[dict[str, asyncio.Future]] = LoopLocal(dict)
 
@@ -95,6 +133,22 @@ class Engine:
     def simulated(self) -> bool:
         return bool(getattr(self.backend, "simulated", False))
 
+    @property
+    def cache_mode(self) -> str:
+        """readwrite, replay or off (off also when the engine has no cache)."""
+        return self.config.cache.effective_mode if self.cache is not None else "off"
+
+    def reply_identity(self) -> dict[str, Any]:
+        """What the backend contributes to the cache key (endpoint, options, seed...); see `Backend`."""
+        if self._identity is None:
+            contribute = getattr(self.backend, "reply_identity", None)
+            self._identity = dict(contribute()) if callable(contribute) else {}
+        return self._identity
+
+    def cache_key(self, request: LLMRequest) -> str:
+        """The key this engine stores the reply to `request` under."""
+        return request.cache_key(self.provider, request.model or self.config.model, self.reply_identity())
+
     def with_role(self, role: str) -> "Engine":
         """The same engine (same client, cache, concurrency bound), accounted under another role."""
         view = copy.copy(self)
@@ -106,23 +160,31 @@ class Engine:
         return run_sync(self.acomplete(request))
 
     async def acomplete(self, request: LLMRequest) -> LLMReply:
-        """One call through cache, budget, concurrency bound and retries; logged when it completes."""
-        model = request.model or self.config.model
+        """One call through cache, budget, concurrency bound and retries; logged when it completes or fails."""
+        call = _Call(request, request.model or self.config.model, new_request_id(), current_call_context())
         if self.cache is None:
-            return await self._call(request, model, None)
-        key = request.cache_key(self.provider, model)
+            return await self._call(call, None)
+        key = request.cache_key(self.provider, call.model, self.reply_identity())
         cached = self.cache.get(key)
         if cached is not None:
-            return self._from_cache(request, model, cached)
+            return self._from_cache(call, cached)
+        if self.cache_mode == "replay":
+            raise self._replay_miss(call)
         # Identical requests in flight at the same time reach the provider once; the others wait for that reply.
         inflight = self._inflight.get()
         pending = inflight.get(key)
         if pending is not None:
-            return self._from_cache(request, model, await asyncio.shield(pending))
+            try:
+                stored = await asyncio.shield(pending)
+            except ProviderError as exc:  # this caller's call failed too: it gets its own record
+                self.ledger.record_error(self.role, self.provider, call.model, call.context.get("phase"))
+                self._log(call, error=str(exc))
+                raise
+            return self._from_cache(call, stored)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
-            reply = await self._call(request, model, key)
+            reply = await self._call(call, key)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # marks it retrieved when nobody else was waiting
@@ -132,53 +194,93 @@ class Engine:
         future.set_result(reply)
         return reply
 
-    def _from_cache(self, request: LLMRequest, model: str, stored: LLMReply) -> LLMReply:
+    def _from_cache(self, call: _Call, stored: LLMReply) -> LLMReply:
         reply = stored.model_copy(update={"cache_hit": True, "latency_s": 0.0, "cost_usd": 0.0})
-        self.ledger.record(self.role, reply)
-        self._log(request, model, reply=reply)
+        self.ledger.record(self.role, reply, call.context.get("phase"))
+        self._log(call, reply=reply)
         return reply
 
-    async def _call(self, request: LLMRequest, model: str, key: str | None) -> LLMReply:
+    def _replay_miss(self, call: _Call) -> ReplayMissError:
+        user = " ".join(call.request.user_text.split())  # one line, whatever the prompt's layout
+        start = redact(user[:80]) + ("..." if len(user) > 80 else "")
+        self._event("replay_miss", call)
+        return ReplayMissError(
+            f"Replay miss: no recorded reply for role={self.role} tag={call.request.tag!r} model={call.model} "
+            f"(last user message starts {start!r}); the run sends a request its recording does not hold (changed "
+            f"prompt, config, data or endpoint). Re-record with engine.cache.mode=readwrite, or replay the exact "
+            f"recorded config; no provider call was made.")
+
+    async def _call(self, call: _Call, key: str | None) -> LLMReply:
         self.ledger.reserve()
         try:
             async with self._semaphore.get():
-                reply = await self._send_with_retries(request, model)
+                reply = await self._send_with_retries(call)
         except BudgetExceeded:
             raise
         except ProviderError as exc:
-            self.ledger.record_error(self.role, self.provider, model)
-            self._log(request, model, error=str(exc))
+            self._failed(call, exc)
             raise
         finally:
             self.ledger.release()
+        request = call.request
         if request.response_format is not None and reply.parsed is None:
             reply = reply.model_copy(update={"parsed": parse_json_reply(reply.text)})
-        reply = reply.model_copy(update={"cost_usd": self.ledger.prices.cost(self.provider, reply.model, reply.usage)})
+        prices = self.ledger.prices
+        priced = prices.is_priced(self.provider, reply.model) or prices.is_priced(self.provider, call.model)
+        reply = reply.model_copy(update={"cost_usd": prices.cost(self.provider, reply.model, reply.usage, call.model),
+                                         "unpriced": not priced})
+        self.ledger.record(self.role, reply, call.context.get("phase"))
+        self._log(call, reply=reply)  # before the cache write: an answered call is logged even if that fails
         if key is not None:
             self.cache.put(key, reply)
-        self.ledger.record(self.role, reply)
-        self._log(request, model, reply=reply)
         return reply
 
-    async def _send_with_retries(self, request: LLMRequest, model: str) -> LLMReply:
+    async def _send_with_retries(self, call: _Call) -> LLMReply:
         attempts = self.config.max_retries + 1
-        last: TransientProviderError | None = None
-        for attempt in range(attempts):
+        fault: TransientProviderError | None = None
+        for attempt in range(1, attempts + 1):
             start = time.perf_counter()
             try:
-                reply = await self.backend.send(request, model, self.config.timeout)
+                reply = await self.backend.send(call.request, call.model, self.config.timeout)
+                if self.config.retry_empty and not reply.text.strip():
+                    raise TransientProviderError("empty reply text (the provider answered with no content)",
+                                                 reason="empty")
             except TransientProviderError as exc:
-                last = exc
-                if attempt + 1 == attempts:
-                    break
-                await asyncio.sleep(self._backoff(attempt, exc.retry_after))
-                continue
+                fault = exc
+            except MalformedReplyError as exc:  # a backend that reports a bad body itself: as transient
+                fault = TransientProviderError(str(exc), status=exc.status, reason="malformed")
             except ProviderError as exc:
-                exc.attempts = attempt + 1
+                exc.attempts = attempt
                 raise
-            return reply.model_copy(update={"latency_s": time.perf_counter() - start})
-        assert last is not None
-        raise ProviderError(self.provider, redact(str(last)), status=last.status, attempts=attempts)
+            else:
+                call.attempts = attempt
+                return reply.model_copy(update={"latency_s": time.perf_counter() - start})
+            call.attempts = attempt
+            if attempt == attempts:
+                break
+            delay = self._backoff(attempt - 1, fault.retry_after)
+            self.ledger.record_fault("retries", fault.reason)
+            self._event("retry", call, reason=fault.reason, status=fault.status, attempt=attempt,
+                        delay_s=round(delay, 4), error=redact(str(fault)))
+            await asyncio.sleep(delay)
+        assert fault is not None
+        return self._raise_final(fault, attempts)
+
+    def _raise_final(self, fault: TransientProviderError, attempts: int) -> Any:
+        """Raise the error of a call whose every attempt met a transient fault (its type says which)."""
+        error_type = {"malformed": MalformedReplyError, "empty": EmptyReplyError}.get(fault.reason, ProviderError)
+        error = error_type(self.provider, redact(str(fault)), status=fault.status, attempts=attempts)
+        error.reason = fault.reason  # type: ignore[attr-defined]
+        raise error
+
+    def _failed(self, call: _Call, exc: ProviderError) -> None:
+        """Account, log and report a call that failed after its retries (or at once, when not retryable)."""
+        reason = getattr(exc, "reason", None) or (_reason_of_status(exc.status) if exc.status else "other")
+        self.ledger.record_error(self.role, self.provider, call.model, call.context.get("phase"))
+        self.ledger.record_fault("failed_calls", reason)
+        self._log(call, error=str(exc))
+        self._event("call_failed", call, reason=reason, status=exc.status, attempt=exc.attempts, delay_s=None,
+                    error=str(exc))
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter; a server's Retry-After is a floor."""
@@ -188,24 +290,34 @@ class Engine:
             delay = max(delay, min(retry_after, self.config.backoff_max))
         return delay
 
-    def _log(self, request: LLMRequest, model: str, reply: LLMReply | None = None, error: str | None = None) -> None:
+    def _event(self, kind: str, call: _Call, **fields: Any) -> None:
+        if self.events is None:
+            return
+        self.events.write({"kind": kind, **call.context, "request_id": call.request_id, "role": self.role,
+                           "provider": self.provider, "model": call.model, "tag": call.request.tag, **fields})
+
+    def _log(self, call: _Call, reply: LLMReply | None = None, error: str | None = None) -> None:
         if self.call_log is None:
             return
+        request = call.request
         record: dict[str, Any] = {
             "kind": "llm_call",
+            **call.context,
+            "request_id": call.request_id,
             "role": self.role,
             "provider": self.provider,
-            "model": model,
+            "model": call.model,
             "simulated": self.simulated,
             "tag": request.tag,
             "messages": [m.model_dump() for m in request.messages],
             "temperature": request.temperature,
             "sample_index": request.sample_index,
+            "attempts": call.attempts,
         }
         if reply is not None:
             record.update(reply=reply.text, usage=reply.usage.model_dump(), cost_usd=reply.cost_usd,
-                          latency_s=round(reply.latency_s, 4), cache_hit=reply.cache_hit, finish_reason=reply.finish_reason,
-                          error=None)
+                          unpriced=reply.unpriced and not reply.cache_hit, latency_s=round(reply.latency_s, 4),
+                          cache_hit=reply.cache_hit, finish_reason=reply.finish_reason, error=None)
         else:
-            record.update(reply=None, error=error, cache_hit=False)
+            record.update(reply=None, usage=None, cost_usd=0.0, latency_s=None, cache_hit=False, error=error)
         self.call_log.write(record)

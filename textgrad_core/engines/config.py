@@ -1,7 +1,7 @@
 """Engine configuration: which provider and model each role uses, and how calls are made."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -11,13 +11,26 @@ KNOWN_PROVIDERS = ("openai", "anthropic", "sim", "scripted")
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
+CacheMode = Literal["readwrite", "replay", "off"]
+
+
 class CacheConfig(BaseModel):
-    """Persistent request cache settings."""
+    """Persistent request cache settings.
+
+    mode: `readwrite` (default) serves hits and records misses; `replay` serves hits only and a miss is a
+    ReplayMissError (never a provider call), so a recorded run replays offline exactly; `off` bypasses the
+    cache. `enabled: false` is the same as `mode: off`."""
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool = True
+    mode: CacheMode = "readwrite"
     path: str = ".cache/requests.sqlite"
     namespace: str = "default"
+
+    @property
+    def effective_mode(self) -> CacheMode:
+        """The mode in force: `off` whenever the cache is disabled."""
+        return "off" if not self.enabled else self.mode
 
 
 class EngineConfig(BaseModel):
@@ -28,11 +41,17 @@ class EngineConfig(BaseModel):
     model: str = "sim-1"
     base_url: str | None = None
     api_key_env: str | None = None  # default: OPENAI_API_KEY / ANTHROPIC_API_KEY
+    # None: a key is required unless this is an OpenAI-compatible server at a base_url (local servers usually
+    # ignore it). true: the variable must be set; false: an unset variable is fine.
+    api_key_required: bool | None = None
     max_concurrency: int = Field(default=8, ge=1)
     timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     backoff_base: float = Field(default=0.5, ge=0)
     backoff_max: float = Field(default=30.0, ge=0)
+    # An empty reply text is retried like a transient fault (a model that meant to say nothing is rarer than a
+    # proxy or server that dropped the content).
+    retry_empty: bool = True
     cache: CacheConfig = Field(default_factory=CacheConfig)
     # Backend-specific settings (the simulator's seed and error rate, extra headers, ...).
     options: dict[str, Any] = Field(default_factory=dict)
@@ -48,14 +67,21 @@ class EngineConfig(BaseModel):
         return value
 
     @property
+    def key_required(self) -> bool:
+        """Whether a missing API key is an error for this engine."""
+        if self.api_key_required is not None:
+            return self.api_key_required
+        return not (self.provider == "openai" and self.base_url)
+
+    @property
     def key_env(self) -> str | None:
         """The environment variable that holds this engine's API key."""
         return self.api_key_env or DEFAULT_KEY_ENV.get(self.provider)
 
     def identity(self) -> tuple:
         """Engines with the same identity share one client, cache and concurrency bound."""
-        return (self.provider, self.model, self.base_url, self.key_env, self.cache.path, self.cache.namespace,
-                self.cache.enabled, repr(sorted(self.options.items())))
+        return (self.provider, self.model, normalise_endpoint(self.base_url), self.key_env, self.cache.path,
+                self.cache.namespace, self.cache.effective_mode, self.retry_empty, repr(sorted(self.options.items())))
 
 
 class Price(BaseModel):
@@ -71,9 +97,20 @@ class BudgetConfig(BaseModel):
     """Limits after which the run stops cleanly; None means no limit."""
 
     model_config = ConfigDict(extra="forbid")
-    max_cost_usd: float | None = None
-    max_tokens: int | None = None
-    max_calls: int | None = None
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_calls: int | None = Field(default=None, ge=0)
+    # A cost budget needs every model priced (else it could never trigger); set true to run anyway.
+    allow_unpriced: bool = False
+
+
+def normalise_endpoint(base_url: str | None) -> str | None:
+    """The endpoint as one canonical string: scheme and host lower-cased, no trailing slash."""
+    if not base_url:
+        return None
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(base_url.strip())
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
 
 
 def parse_engine_config(data: Any, where: str = "engine") -> EngineConfig:

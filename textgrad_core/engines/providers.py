@@ -9,12 +9,16 @@ import time
 from typing import Any
 
 from textgrad_core.engines.base import LoopLocal, TransientProviderError, parse_json_reply
-from textgrad_core.engines.config import EngineConfig
+from textgrad_core.engines.config import EngineConfig, normalise_endpoint
+from textgrad_core.engines.http_logging import quiet_http_loggers
 from textgrad_core.engines.types import LLMReply, LLMRequest, Usage
-from textgrad_core.errors import MalformedReplyError, MissingAPIKeyError, ProviderError
+from textgrad_core.errors import MissingAPIKeyError, ProviderError
 from textgrad_core.runlog import redact, register_secret
 
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 529}
+# Where the SDKs send requests when no base_url is given (each SDK also reads its *_BASE_URL variable).
+_DEFAULT_ENDPOINTS = {"openai": ("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+                      "anthropic": ("ANTHROPIC_BASE_URL", "https://api.anthropic.com")}
 
 
 def _api_key(config: EngineConfig) -> str:
@@ -23,11 +27,22 @@ def _api_key(config: EngineConfig) -> str:
     if key:
         register_secret(key)  # masked in logs and error messages whatever its shape or variable name
         return key
-    if config.base_url and config.provider == "openai" and not config.api_key_env:
-        # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) usually ignore the key; a variable named
-        # explicitly in api_key_env must exist, though.
+    if not config.key_required or config.cache.effective_mode == "replay":
+        # Local OpenAI-compatible servers (vLLM, Ollama, llama.cpp) usually ignore the key, and a replay never
+        # reaches the provider; the SDK still wants a non-empty string.
         return "not-needed"
     raise MissingAPIKeyError(config.provider, env or "<api_key_env>")
+
+
+def _endpoint(config: EngineConfig) -> str:
+    """The endpoint this backend's SDK client really talks to, normalised."""
+    env, default = _DEFAULT_ENDPOINTS[config.provider]
+    return normalise_endpoint(config.base_url or os.environ.get(env) or default) or default
+
+
+def _reply_identity(config: EngineConfig) -> dict[str, Any]:
+    """What of a provider backend changes replies: the endpoint and every option (extra headers included)."""
+    return {"endpoint": _endpoint(config), "options": config.options}
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -61,17 +76,18 @@ def _classify(provider: str, exc: Exception, sdk: Any) -> Exception:
     status = getattr(exc, "status_code", None)
     message = redact(_error_message(exc))
     if isinstance(exc, sdk.APITimeoutError):
-        return TransientProviderError(f"request timed out: {message}")
+        return TransientProviderError(f"request timed out: {message}", reason="timeout")
     if isinstance(exc, sdk.APIConnectionError):
-        return TransientProviderError(f"connection error: {message}")
+        return TransientProviderError(f"connection error: {message}", reason="connection")
     if isinstance(exc, sdk.APIStatusError):
         if status in _RETRYABLE_STATUS:
             return TransientProviderError(message, status=status, retry_after=_retry_after(exc.response.headers))
         return ProviderError(provider, message, status=status)
-    # A 200 whose body is not JSON (ValueError) or is JSON of the wrong shape (the SDK builds its models without
-    # validation, so missing fields surface as None / wrong types when the reply is read).
+    # A 200 whose body is not JSON (ValueError; e.g. cut short) or is JSON of the wrong shape (the SDK builds its
+    # models without validation, so missing fields surface as None / wrong types when the reply is read). A
+    # proxy or overloaded server does this now and then: retried like any transient fault.
     if isinstance(exc, (sdk.APIResponseValidationError, ValueError, KeyError, TypeError, IndexError, AttributeError)):
-        return MalformedReplyError(provider, f"malformed response body: {message}", status=status)
+        return TransientProviderError(f"malformed response body: {message}", status=status or 200, reason="malformed")
     return ProviderError(provider, message, status=status)
 
 
@@ -110,10 +126,15 @@ class OpenAIBackend:
 
         self._sdk = openai
         self.config = config
+        quiet_http_loggers()
         key = _api_key(config)
         self._client = LoopLocal(lambda: openai.AsyncOpenAI(
             api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
             default_headers=config.options.get("headers") or None))
+
+    def reply_identity(self) -> dict[str, Any]:
+        """Endpoint and options: part of every cache key of this backend."""
+        return _reply_identity(self.config)
 
     async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -158,10 +179,15 @@ class AnthropicBackend:
 
         self._sdk = anthropic
         self.config = config
+        quiet_http_loggers()
         key = _api_key(config)
         self._client = LoopLocal(lambda: anthropic.AsyncAnthropic(
             api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
             default_headers=config.options.get("headers") or None))
+
+    def reply_identity(self) -> dict[str, Any]:
+        """Endpoint and options: part of every cache key of this backend."""
+        return _reply_identity(self.config)
 
     async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
         system_parts = [m.content for m in request.messages if m.role == "system"]

@@ -89,6 +89,16 @@ class SimBackend:
         self.max_edits = int(opts.get("max_edits", 1))
         self.world = sim_world or SimWorld(task="none", rubric=[], answers={})
         self._anchor_index: dict[int, dict[tuple[str, ...], list[str]]] | None = None
+        self._options = dict(opts)
+        self._world_digest: str | None = None
+
+    def reply_identity(self) -> dict[str, Any]:
+        """Everything but the request that decides a reply: the options (seed, malformed rate, ...) and the world."""
+        if self._world_digest is None:
+            canonical = json.dumps(self.world.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+            self._world_digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        options = {k: v for k, v in self._options.items() if k != "latency_s"}  # latency never changes a reply
+        return {"options": options, "world": self._world_digest}
 
     # ---- plumbing ------------------------------------------------------------------------
     async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["forward", "credit", "optimizer", "judge", "eval"]
 ROLES: tuple[str, ...] = ("forward", "credit", "optimizer", "judge", "eval")
+# Request fields that never reach the model, hence never part of the cache key.
+_BOOKKEEPING = {"tag"}
 
 
 class Message(BaseModel):
@@ -43,19 +45,16 @@ class LLMRequest(BaseModel):
     # Bookkeeping only: never part of the cache key.
     tag: str = Field(default="", description="free-form label for the call log (e.g. op name)")
 
-    def cache_key(self, provider: str, model: str) -> str:
-        """A hash of everything that changes the reply; stable across processes and machines."""
-        payload = {
-            "provider": provider,
-            "model": model,
-            "messages": [[m.role, m.content] for m in self.messages],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "stop": list(self.stop),
-            "response_format": self.response_format.model_dump() if self.response_format else None,
-            "sample_index": self.sample_index,
-        }
-        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    def cache_key(self, provider: str, model: str, backend: Mapping[str, Any] | None = None) -> str:
+        """A hash of everything that changes the reply; stable across processes and machines.
+
+        Every field of the request but the bookkeeping ones is hashed (so a new sampling field can never be
+        forgotten), with the provider, the resolved model and `backend`: what the backend contributes to the
+        reply (its endpoint, options, extra headers, the simulator's seed and fault rates; see
+        `Backend.reply_identity`)."""
+        fields = self.model_dump(mode="json", exclude=_BOOKKEEPING | {"model"})
+        payload = {"provider": provider, "model": model, "request": fields, "backend": dict(backend or {})}
+        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @classmethod
@@ -105,3 +104,5 @@ class LLMReply(BaseModel):
     latency_s: float = 0.0
     cache_hit: bool = False
     cost_usd: float = 0.0
+    # True when the model has no price in the table: its cost_usd of 0 is unknown, not free.
+    unpriced: bool = False
