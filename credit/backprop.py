@@ -31,7 +31,7 @@ class Backprop:
 
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """Feedback for every parameter from every example; all examples and independent edges run concurrently."""
-        todo = [t for t in traces if not (self.skip_perfect and t.score >= 1.0)]
+        todo = [t for t in traces if not (self.skip_perfect and t.score is not None and t.score >= 1.0)]  # unscored: not known perfect
         per_example = await asyncio.gather(*(self._example(t, params, engine) for t in todo))
         result = CreditResult(strategy=self.name, kind=self.kind, scores={t.example_id: t.score for t in traces},
                               details={"skipped_examples": [t.example_id for t in traces if t not in todo]})

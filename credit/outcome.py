@@ -1,13 +1,13 @@
 """Outcome-only credit (OPRO-style): no intermediate credit, only the score of every example."""
 from __future__ import annotations
 
-from textgrad_core.credit import SCORES, CreditResult, ExampleTrace
+from textgrad_core.credit import SCORES, CreditResult, ExampleTrace, mean_score
 from textgrad_core.engines import Engine
 from textgrad_core.variable import Parameter
 
 
 class OutcomeCredit:
-    """Scores per example and their mean; no feedback text, no intermediate or output values, zero engine calls."""
+    """Scores per example and their mean over the scored ones (unscored examples are counted, never zeros); no feedback text, no intermediate or output values, zero engine calls."""
 
     name = "outcome"
     kind = SCORES
@@ -15,6 +15,6 @@ class OutcomeCredit:
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """The score of each example of the minibatch."""
         scores = {t.example_id: t.score for t in traces}
-        mean = sum(scores.values()) / len(scores) if scores else 0.0
         return CreditResult(strategy=self.name, kind=self.kind, scores=scores,
-                            details={"mean_score": mean, "examples": len(scores)})
+                            details={"mean_score": mean_score(scores), "examples": len(scores),
+                                     "unscored": sum(s is None for s in scores.values())})

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from credit import prompts
 from credit.backprop import render_value
-from textgrad_core.credit import TRACE, CreditResult, ExampleTrace
+from textgrad_core.credit import TRACE, CreditResult, ExampleTrace, score_text
 from textgrad_core.engines import Engine
 from textgrad_core.variable import OpRecord, Parameter, Variable
 
@@ -79,7 +79,7 @@ class TracePropagation:
                     lines.append(prompts.TRACE_ERROR_LINE.format(op_name=var.op.name, error=var.op.error))
                 declared.add(var.id)
         section.text = prompts.TRACE_EXAMPLE.format(
-            example_id=trace.example_id, score=f"{trace.score:g}", lines="\n".join(lines), output_id=trace.output.id,
+            example_id=trace.example_id, score=score_text(trace.score), lines="\n".join(lines), output_id=trace.output.id,
             feedback=trace.loss.value)
         return section
 

@@ -6,7 +6,61 @@ from typing import Any, Iterable
 
 import networkx as nx
 
+from textgrad_core.errors import ConfigError
 from textgrad_core.variable import OpRecord, Parameter, Variable
+
+
+def post_order(root: Variable) -> list[Variable]:
+    """Every variable `root` depends on, inputs before the op that uses them, inputs in field order.
+
+    The order depends only on the recorded structure (never on creation order or timing).
+    """
+    order: list[Variable] = []
+    seen: set[int] = set()
+    stack: list[tuple[Variable, bool]] = [(root, False)]
+    while stack:
+        var, expanded = stack.pop()
+        if expanded:
+            order.append(var)
+            continue
+        if id(var) in seen:
+            continue
+        seen.add(id(var))
+        stack.append((var, True))
+        for _, inp in reversed(var.op.inputs if var.op else []):
+            if id(inp) not in seen:
+                stack.append((inp, False))
+    return order
+
+
+def canonicalize_ids(losses: Iterable[Variable]) -> None:
+    """Renumber every non-parameter variable the losses depend on, from the graph's structure alone.
+
+    Why: ids appear in credit prompts, and creation order is not reproducible (a script with no tape draws
+    provisional ids from a process-wide counter; concurrent ops inside one forward pass record in completion
+    order). Each loss is one example: a variable only that loss reaches gets `v<k>`, its position in the loss's
+    `post_order` (each example numbers from v0); a variable several losses reach (a constant shared by the batch)
+    gets `s<k>`, numbered in the order the losses first reach it. Parameters keep their names. The same recorded
+    graphs therefore give the same ids in any process, alone or after other runs. Renumbering changes `var.id`,
+    so build a `Graph` after calling this, not before.
+    """
+    orders = [post_order(loss) for loss in losses]
+    reached: dict[int, int] = {}
+    for order in orders:
+        for var in order:
+            reached[id(var)] = reached.get(id(var), 0) + 1
+    shared = 0
+    named: set[int] = set()
+    for order in orders:
+        own = 0
+        for var in order:
+            if isinstance(var, Parameter) or id(var) in named:
+                continue
+            if reached[id(var)] > 1:
+                var.id, shared = f"s{shared}", shared + 1
+                named.add(id(var))
+            else:
+                var.id, own = f"v{own}", own + 1
 
 
 class Graph:
@@ -30,8 +84,14 @@ class Graph:
         stack = [var]
         while stack:
             v = stack.pop()
-            if v.id in self.g and "var" in self.g.nodes[v.id]:
+            known = self.g.nodes[v.id].get("var") if v.id in self.g else None
+            if known is v:
                 continue
+            if known is not None:
+                raise ConfigError(
+                    f"Two different variables share the id '{v.id}' in one graph (a parameter named like a tape "
+                    "position, or one example recorded on two tapes): record each example's forward pass and loss "
+                    "on one Tape, or call textgrad_core.graph.canonicalize_ids(losses) before building the graph.")
             self.g.add_node(v.id, var=v)
             for _, inp in (v.op.inputs if v.op else []):
                 stack.append(inp)

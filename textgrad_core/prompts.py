@@ -22,6 +22,22 @@ JUDGE_USER = """<EVALUATION_INSTRUCTION>
 {response}
 </RESPONSE>"""
 
+JUDGE_USER_WITH_REFERENCE = """<EVALUATION_INSTRUCTION>
+{instruction}
+</EVALUATION_INSTRUCTION>
+
+<QUESTION>
+{question}
+</QUESTION>
+
+<REFERENCE_ANSWER>
+{reference}
+</REFERENCE_ANSWER>
+
+<RESPONSE>
+{response}
+</RESPONSE>"""
+
 TGD_SYSTEM = (
     "You improve one variable of an AI system (a prompt, an instruction, a piece of code or a number) "
     "using feedback collected on the system's outputs. Make the smallest change that addresses the feedback, "

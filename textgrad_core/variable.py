@@ -1,4 +1,15 @@
-"""Variables, trainable Parameters and the record of the operation that produced a value."""
+"""Variables, trainable Parameters and the record of the operation that produced a value.
+
+Ids and where they come from (ids reach prompts, so they must never depend on process history):
+
+- a Parameter's id is its name;
+- a Variable created while a `Tape` is active gets `v<n>`, its position on that tape (each forward pass numbers
+  from v0; a tape opened inside another continues the outer tape's numbering, so one pass never repeats an id);
+- a Variable created with no tape active (a user's script) gets a *provisional* id `_u<n>` from a process-wide
+  counter, which is unique but not reproducible. It never reaches a prompt: before credit assignment,
+  `graph.canonicalize_ids` renumbers every non-parameter variable reachable from the losses by the structure of
+  the recorded graph alone (see there), which `textgrad_core.api.backward` always does.
+"""
 from __future__ import annotations
 
 import contextvars
@@ -10,7 +21,9 @@ from typing import Any, Literal
 
 from textgrad_core.errors import ConfigError
 
-_ids = itertools.count()
+# Provisional ids of variables created outside any tape: unique in the process, renumbered before any prompt.
+_untaped_ids = itertools.count()
+UNTAPED_PREFIX = "_u"
 
 ParameterKind = Literal["text", "number", "code"]
 
@@ -38,13 +51,16 @@ class Variable:
     requires_grad: bool = False
     op: OpRecord | None = None
     feedback: list[str] = field(default_factory=list)
-    id: str = field(default_factory=lambda: f"v{next(_ids)}")
-    score: float | None = None  # set on loss variables
+    id: str = ""  # see the module docstring: tape position, parameter name, or provisional
+    score: float | None = None  # set on loss variables; None on a loss means "unscored" (e.g. a judge gave none)
+    example_id: str | None = field(default=None, repr=False)  # the example of the tape it was recorded on
 
     def __post_init__(self) -> None:
         tape = _current_tape.get()
         if tape is not None:
             tape.record(self)
+        elif not self.id:
+            self.id = f"{UNTAPED_PREFIX}{next(_untaped_ids)}"
 
     @property
     def inputs(self) -> list["Variable"]:
@@ -90,6 +106,7 @@ class Parameter(Variable):
             raise ConfigError(f"Parameter name {self.name!r} is not valid: use letters, digits, '_', '.', '-' (e.g. 'solver.instruction').")
         self.id = self.name  # stable across runs and processes: ids are the user's names
         self.requires_grad = True
+        self.pending_credit = []  # CreditResults from backward() not yet consumed by an optimizer's step()
         if not self.history:
             self.history.append(ParameterVersion(0, self.value, None, "initial"))
         # Parameters are shared by every forward pass, so they are not recorded on any one tape.
@@ -146,17 +163,29 @@ class ParameterSet:
 
 
 class Tape:
-    """Records every Variable created while it is active in this context (one tape per forward pass)."""
+    """Records every Variable created while it is active in this context (one tape per forward pass).
+
+    Each variable recorded gets the id `v<n>`, its position on the tape, unless it already has one.
+    """
 
     def __init__(self, example_id: str | None = None):
         self.example_id = example_id
         self.variables: list[Variable] = []
         self._token: contextvars.Token | None = None
+        self._counter = itertools.count()
 
     def record(self, var: Variable) -> None:
+        """Append `var` and give it its position on the tape as id."""
         self.variables.append(var)
+        if not var.id:
+            var.id = f"v{next(self._counter)}"
+        if var.example_id is None:
+            var.example_id = self.example_id
 
     def __enter__(self) -> "Tape":
+        outer = _current_tape.get()
+        if outer is not None and not self.variables:  # nested: continue the outer numbering, never repeat an id
+            self._counter = outer._counter
         self._token = _current_tape.set(self)
         return self
 

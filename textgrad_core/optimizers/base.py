@@ -7,8 +7,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from textgrad_core import prompts
 from textgrad_core.credit import CreditResult, ParameterFeedback
-from textgrad_core.engines import Engine, LLMRequest, Message
-from textgrad_core.errors import ParseError
+from textgrad_core.engines import Engine, LLMRequest, Message, run_sync
+from textgrad_core.errors import ConfigError, ParseError
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -55,6 +55,73 @@ class ProposingOptimizer(Optimizer, Protocol):
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,
                       temperature: float | None = None) -> Proposal: ...
+
+
+class ScriptStepping:
+    """What the built-in optimizers share: the trainer's async protocol and a script's `step()` after backward().
+
+    Two ways to call `step`:
+    - the protocol (trainer, candidate search): `await opt.step(params, credit, engine, step, events=...)` applies the
+      given credit and returns the UpdateEvents; it is `update(...)` under the protocol's name;
+    - a script: `opt = TGD(params, engine=eng); tc.backward(losses, engine=eng); opt.step()` consumes the credit that
+      backward() left on the optimizer's parameters (several backward() calls are merged), counts the step, clears
+      that credit and returns the UpdateEvents; `await opt.astep()` is its async twin.
+    """
+
+    name: str
+    accepts: frozenset[str]
+
+    def _bind(self, params: Any = None, engine: Engine | None = None) -> None:
+        """Remember the parameters and engine a script's `step()` uses."""
+        if isinstance(params, Parameter):
+            params = [params]
+        self.params: list[Parameter] = list(params) if params is not None else []
+        self.engine = engine
+        self.steps_taken = 0
+
+    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                     events: JsonlLog | None = None) -> list[UpdateEvent]:
+        """Apply one step from `credit` (each optimizer defines it)."""
+        raise NotImplementedError
+
+    def step(self, params: list[Parameter] | None = None, credit: CreditResult | None = None, engine: Engine | None = None,
+             step: int | None = None, events: JsonlLog | None = None) -> Any:
+        """With `credit`: the async protocol (returns an awaitable). Without: the synchronous script step."""
+        if credit is not None:
+            if params is None or step is None:
+                raise ConfigError(f"{self.name}.step(params, credit, engine, step): give all four, or none for a script step.")
+            return self.update(list(params), credit, engine, step, events)
+        return run_sync(self.astep(engine=engine, events=events))
+
+    async def astep(self, engine: Engine | None = None, events: JsonlLog | None = None) -> list[UpdateEvent]:
+        """Consume the credit backward() left on this optimizer's parameters and update them (async twin of step())."""
+        if not getattr(self, "params", None):
+            raise ConfigError(f"{self.name}: give the parameters to optimize, e.g. {type(self).__name__}(params, engine=engine), "
+                              "before calling step() without arguments.")
+        engine = engine or self.engine
+        if engine is None:
+            raise ConfigError(f"{self.name}.step() needs an engine: {type(self).__name__}(params, engine=engine) or step(engine=...).")
+        results: list[CreditResult] = []
+        for p in self.params:
+            for r in getattr(p, "pending_credit", []):
+                if not any(r is seen for seen in results):
+                    results.append(r)
+        if not results:
+            raise ConfigError(f"{self.name}.step(): no credit to apply; call tc.backward(losses, engine=...) "
+                              "(or loss.backward(...)) first.")
+        credit = CreditResult.merge(results)
+        if credit.kind not in self.accepts:
+            raise ConfigError(f"optimizer {self.name} cannot use credit '{credit.strategy}' (it gives '{credit.kind}', "
+                              f"the optimizer needs {' or '.join(sorted(self.accepts))}).")
+        self.steps_taken += 1
+        applied = await self.update(self.params, credit, engine, self.steps_taken, events)
+        self.zero_grad()
+        return applied
+
+    def zero_grad(self) -> None:
+        """Forget the credit backward() left on the parameters (step() does this after applying it)."""
+        for p in getattr(self, "params", []):
+            p.pending_credit = []
 
 
 def apply_proposal(params: list[Parameter], proposal: Proposal, step: int) -> list[UpdateEvent]:

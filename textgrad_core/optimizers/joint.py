@@ -9,7 +9,7 @@ from textgrad_core.credit import PER_PARAMETER, TRACE, CreditResult
 from textgrad_core.engines import Engine, LLMReply, LLMRequest, Message, ResponseFormat
 from textgrad_core.engines.base import parse_json_reply
 from textgrad_core.errors import ParseError
-from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, coerce_value, render_feedback
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, coerce_value, render_feedback
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -76,21 +76,24 @@ def feedback_text(credit: CreditResult, params: list[Parameter]) -> tuple[str, s
         return prompts.JOINT_FEEDBACK_TRACE, "\n".join([credit.trace or ""] + parts).strip()
     if credit.kind == PER_PARAMETER:
         return prompts.JOINT_FEEDBACK_PER_PARAMETER, "\n".join(parts)
-    return prompts.JOINT_FEEDBACK_TRACE, "\n".join(f"Example {eid}: score {s:.3f}" for eid, s in credit.scores.items())
+    return prompts.JOINT_FEEDBACK_TRACE, "\n".join(
+        f"Example {eid}: " + ("unscored" if s is None else f"score {s:.3f}") for eid, s in credit.scores.items())
 
 
-class JointUpdate:
+class JointUpdate(ScriptStepping):
     """One call updates all trainable parameters from the execution trace; the reply is validated as a whole."""
 
     name = "joint"
     accepts = frozenset({TRACE})
 
-    def __init__(self, max_tokens: int = 4096, temperature: float = 0.0):
+    def __init__(self, params: Any = None, max_tokens: int = 4096, temperature: float = 0.0, *,
+                 engine: Engine | None = None):
+        self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.max_tokens = max_tokens
         self.temperature = temperature
 
-    async def step(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                   events: JsonlLog | None = None) -> list[UpdateEvent]:
+    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                     events: JsonlLog | None = None) -> list[UpdateEvent]:
         """Propose and apply the joint update."""
         return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgrad_core import prompts
-from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult
+from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult, mean_score
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, request_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -23,30 +23,32 @@ class ScoredValues:
     steps: list[int] = field(default_factory=list)
 
 
-class OPRO:
+class OPRO(ScriptStepping):
     """Optimization by PROmpting: one proposal per parameter per step, from the top-k scored values so far."""
 
     name = "opro"
     accepts = frozenset({PER_PARAMETER, TRACE, SCORES})  # it only uses the scores, which every credit kind carries
 
-    def __init__(self, top_k: int = 20, max_tokens: int = 2048, temperature: float = 1.0):
+    def __init__(self, params: Any = None, top_k: int = 20, max_tokens: int = 2048, temperature: float = 1.0, *,
+                 engine: Engine | None = None):
+        self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.top_k = top_k
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.history: dict[str, ScoredValues] = {}  # canonical JSON of the values -> their record
 
-    async def step(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                   events: JsonlLog | None = None) -> list[UpdateEvent]:
+    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                     events: JsonlLog | None = None) -> list[UpdateEvent]:
         """Record the current values' score, then propose and apply a new value for every parameter."""
         return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     def record(self, params: list[Parameter], credit: CreditResult, step: int) -> None:
         """Add the score of the current values (mean over the minibatch); once per step and values."""
-        if not credit.scores:
+        score = mean_score(credit.scores)  # over the scored examples: an unscored one is not a 0
+        if score is None:
             return
         values = {p.id: p.value for p in params}
         key = json.dumps(values, sort_keys=True, default=str)
-        score = sum(credit.scores.values()) / len(credit.scores)
         entry = self.history.get(key)
         if entry is None:
             self.history[key] = ScoredValues(values, score, [step])

@@ -8,7 +8,7 @@ from typing import Any
 from textgrad_core import prompts
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, UpdateEvent, apply_proposal, rejected_reply, render_feedback, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, render_feedback, request_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -20,22 +20,23 @@ class _PastUpdate:
     feedback: str
 
 
-class TGD:
+class TGD(ScriptStepping):
     """Textual gradient descent: one call per parameter, all parameters updated concurrently."""
 
     name = "tgd"
     accepts = frozenset({"per_parameter", "trace", "scores"})
 
-    def __init__(self, memory: int = 0, update_examples: list[str] | None = None, max_tokens: int = 2048,
-                 temperature: float = 0.0):
+    def __init__(self, params: Any = None, memory: int = 0, update_examples: list[str] | None = None,
+                 max_tokens: int = 2048, temperature: float = 0.0, *, engine: Engine | None = None):
+        self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.memory = memory  # how many past (value, feedback) pairs to show: the "momentum" of TextGrad
         self.update_examples = list(update_examples or [])
         self.max_tokens = max_tokens
         self.temperature = temperature
         self._past: dict[str, list[_PastUpdate]] = {}
 
-    async def step(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                   events: JsonlLog | None = None) -> list[UpdateEvent]:
+    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
+                     events: JsonlLog | None = None) -> list[UpdateEvent]:
         """Propose and apply a new value for every parameter that received feedback."""
         return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
