@@ -3,50 +3,49 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from credit.adaptive import AdaptiveCredit
-from credit.backprop import Backprop
-from credit.outcome import OutcomeCredit
-from credit.semantic import SemanticBackprop
-from credit.trace import TracePropagation
 from tasks.registry import load_task
+from textgrad_core import registry
 from textgrad_core.engines import EngineSet, JsonlLog, Ledger, PriceTable
 from textgrad_core.engines.config import BudgetConfig
 from textgrad_core.errors import ConfigError
-from textgrad_core.optimizers import TGD
-from textgrad_core.optimizers import OPRO, JointUpdate
 from textgrad_core.search import CandidateSearch
 from textgrad_core.task import Task
 
-CREDIT = {"backprop": Backprop, "semantic": SemanticBackprop, "trace": TracePropagation, "outcome": OutcomeCredit,
-          "adaptive": AdaptiveCredit}
-OPTIMIZERS = {"tgd": TGD, "joint": JointUpdate, "opro": OPRO}
-
-
-def _build(kind: str, registry: Mapping[str, Any], cfg: Mapping[str, Any]) -> Any:
-    options = dict(cfg)
-    name = options.pop("name", None)
-    if name not in registry:
-        raise ConfigError(f"Unknown {kind} '{name}'. Known: {', '.join(sorted(registry))}.")
-    try:
-        return registry[name](**options)
-    except TypeError as exc:
-        raise ConfigError(f"Invalid options for {kind} '{name}': {exc}") from exc
+# name -> class views of the one registry (textgrad_core.registry: entry points, registered names, import paths).
+CREDIT = registry.RegistryView("credit")
+OPTIMIZERS = registry.RegistryView("optimizer")
 
 
 def build_credit(cfg: Mapping[str, Any]) -> Any:
-    """The credit strategy named by `credit.name`."""
-    return _build("credit strategy", CREDIT, cfg)
+    """The credit strategy named by `credit.name`, or given by import path as `credit._target_`."""
+    return registry.build("credit", cfg)
 
 
 def build_optimizer(cfg: Mapping[str, Any], credit: Any) -> Any:
-    """The optimizer named by `optimizer.name`, checked against what the credit strategy provides."""
-    optimizer = _build("optimizer", OPTIMIZERS, cfg)
+    """The optimizer named by `optimizer.name` (or `optimizer._target_`), checked against what the credit gives."""
+    optimizer = registry.build("optimizer", cfg)
     if credit.kind not in optimizer.accepts:
         fits = [n for n, c in CREDIT.items() if c.kind in optimizer.accepts]
         raise ConfigError(f"optimizer={optimizer.name} cannot use credit={credit.name} (it gives '{credit.kind}', the "
                           f"optimizer needs {' or '.join(sorted(optimizer.accepts))}); "
                           f"credit strategies that fit: {', '.join(fits) or 'none registered'}.")
     return optimizer
+
+
+PLUG_IN_GROUPS = ("task", "credit", "optimizer")
+
+
+def plug_in_overrides(overrides: list[str]) -> list[str]:
+    """`<group>._target_=pkg.Class` without a `<group>=` choice selects `<group>=custom` (task, credit, optimizer),
+    so the default choice's options (e.g. backprop's skip_perfect) stay out of the plug-in's constructor."""
+    out = list(overrides)
+    for group in PLUG_IN_GROUPS:
+        targets = [o for o in out if o.lstrip("+").startswith(f"{group}._target_=")]
+        if not targets or any(o.lstrip("+").startswith(f"{group}=") for o in out):
+            continue
+        # custom.yaml declares `_target_`, so a leading '+' (which Hydra refuses for an existing key) is dropped.
+        out = [o.lstrip("+") if o in targets else o for o in out] + [f"{group}=custom"]
+    return out
 
 
 def build_search(cfg: Mapping[str, Any] | None, optimizer: Any) -> CandidateSearch | None:
@@ -75,13 +74,15 @@ def role_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_engines(cfg: Mapping[str, Any], task: Task, splits: Any, call_log: JsonlLog | None) -> EngineSet:
-    """The run's engines, sharing one ledger (with the budget and price table) and one call log."""
+def build_engines(cfg: Mapping[str, Any], task: Task, splits: Any, call_log: JsonlLog | None,
+                  events: JsonlLog | None = None) -> EngineSet:
+    """The run's engines, sharing one ledger (with the budget and price table), one call log and one event log."""
     ledger = Ledger(budget=BudgetConfig.model_validate(dict(cfg.get("budget") or {})),
                     prices=PriceTable(dict(cfg.get("pricing") or {})))
     configs = role_configs(cfg)
     world = task.sim_world(splits) if any(c.get("provider") == "sim" for c in configs.values()) else None
-    return EngineSet(configs, ledger=ledger, call_log=call_log, sim_world=world)
+    return EngineSet(configs, ledger=ledger, call_log=call_log, events=events, sim_world=world)
 
 
-__all__ = ["build_credit", "build_engines", "build_optimizer", "build_search", "load_task", "role_configs"]
+__all__ = ["CREDIT", "OPTIMIZERS", "build_credit", "build_engines", "build_optimizer", "build_search", "load_task",
+           "plug_in_overrides", "role_configs"]
