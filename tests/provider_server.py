@@ -13,12 +13,50 @@ background thread (one handler thread per connection).
 
 Routes: ``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages``
 (Anthropic). Any other path gets a 404 in OpenAI's error format.
+
+What a request gets, in this order: the next scripted behaviour; else, when
+``server.faults`` is set, a fault drawn at the mix's rates; else ``server.default``.
+
+Behaviours: ``Reply`` (a completion; ``Reply("")`` is an empty content),
+``Status`` (an error status with the provider's error body, optional
+Retry-After), ``Malformed`` (200 with a body that is not JSON), ``Truncated``
+(200 whose JSON body is cut in half, well framed), ``Drop`` (the socket is
+closed without any reply: a dropped connection).
+
+Faults at seeded rates (each in [0, 1], their sum at most 1):
+
+    server.faults = FaultMix(rate_429=0.05, rate_500=0.02, rate_503=0.0, rate_drop=0.01,
+                             rate_truncated=0.05, rate_empty=0.0, retry_after=0.01, seed=1)
+
+The draw for a request is a hash of (seed, the request body, how many times this
+same body arrived before): the same run meets the same faults whatever the
+arrival order under concurrency, and a retry of a request gets a fresh draw.
+``server.faults = None`` turns them off.
+
+Replies come from ``server.reply_fn(body) -> str`` when set (make it a function
+of the request for deterministic end-to-end runs), else ``"echo: <last user
+message>"``.
+
+Records: ``server.requests`` holds every request received, in arrival order:
+``{"n", "path", "query", "method", "provider", "headers", "json", "t",
+"outcome", "status", "reply"}`` where ``outcome`` is ``reply`` (a complete,
+non-empty completion was sent; ``reply`` is its text), ``empty``, ``status``
+(``status`` holds the code), ``malformed``, ``truncated``, ``drop`` or
+``not_found``. ``server.answered()`` lists the ``reply`` records: what a client
+that kept every answer must have logged. ``server.outcomes()`` counts outcomes.
+
+Standalone (for end-to-end runs through ``engine.base_url``):
+
+    python tests/provider_server.py --port 8765 --rate-429 0.05 --rate-truncated 0.05 --seed 1
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
+import hashlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -26,7 +64,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional, Union
 
-__all__ = ["ProviderServer", "Reply", "Status", "Malformed", "Behaviour", "last_user_text"]
+__all__ = ["ProviderServer", "Reply", "Status", "Malformed", "Truncated", "Drop", "FaultMix", "Behaviour",
+           "last_user_text"]
 
 
 # --------------------------------------------------------------------------- behaviours
@@ -76,7 +115,54 @@ class Malformed:
     delay: float = 0.0
 
 
-Behaviour = Union[Reply, Status, Malformed]
+@dataclass
+class Truncated:
+    """HTTP 200 with a correct Content-Length, but the completion's JSON body is cut in half."""
+
+    delay: float = 0.0
+
+
+@dataclass
+class Drop:
+    """Read the request, then close the connection without sending anything."""
+
+    delay: float = 0.0
+
+
+Behaviour = Union[Reply, Status, Malformed, Truncated, Drop]
+
+
+@dataclass
+class FaultMix:
+    """Faults at seeded per-request rates; see the module docstring."""
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_503: float = 0.0
+    rate_drop: float = 0.0
+    rate_truncated: float = 0.0
+    rate_empty: float = 0.0
+    retry_after: Optional[float] = 0.01  # seconds, sent with every 429 (None: no header)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = [self.rate_429, self.rate_500, self.rate_503, self.rate_drop, self.rate_truncated, self.rate_empty]
+        if any(r < 0 or r > 1 for r in rates) or sum(rates) > 1 + 1e-9:
+            raise ValueError(f"FaultMix rates must be in [0, 1] and sum to at most 1, got {rates}")
+
+    def draw(self, body_digest: str, repeat: int) -> Optional[Behaviour]:
+        """The fault for the `repeat`-th arrival of a request body, or None for a normal reply."""
+        digest = hashlib.sha256(f"{self.seed}\x1f{body_digest}\x1f{repeat}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2**64
+        for rate, behaviour in ((self.rate_429, lambda: Status(429, retry_after=self.retry_after, message="rate limited")),
+                                (self.rate_500, lambda: Status(500, message="internal error")),
+                                (self.rate_503, lambda: Status(503, message="overloaded")),
+                                (self.rate_drop, Drop), (self.rate_truncated, Truncated),
+                                (self.rate_empty, lambda: Reply(text=""))):
+            if u < rate:
+                return behaviour()
+            u -= rate
+        return None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -175,21 +261,23 @@ class ProviderServer:
         self.in_flight: int = 0
         self.default: Behaviour = Reply()
         self.reply_fn: Optional[Callable[[dict], str]] = None
+        self.faults: Optional[FaultMix] = None
         self.openai_base_url: str = ""
         self.anthropic_base_url: str = ""
         self.port: int = 0
         self._lock = threading.Lock()
         self._queue: collections.deque[Behaviour] = collections.deque()
+        self._seen: collections.Counter[str] = collections.Counter()  # arrivals per request body, for FaultMix
         self._wake = threading.Event()  # set to cut pending delays short (reset/stop)
         self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
 
     # ---- lifecycle
 
-    def start(self) -> "ProviderServer":
+    def start(self, port: int = 0) -> "ProviderServer":
         if self._httpd is not None:
             return self
-        httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        httpd = _HTTPServer(("127.0.0.1", port), _Handler)
         httpd.provider = self
         self._httpd = httpd
         self.port = httpd.server_address[1]
@@ -226,7 +314,7 @@ class ProviderServer:
             self._queue.extend(behaviours)
 
     def reset(self) -> None:
-        """Clear recorded requests, the behaviour queue and ``peak_in_flight``.
+        """Clear recorded requests, the behaviour queue, the fault mix and ``peak_in_flight``.
 
         Also cuts short the delays of requests still being handled (e.g. left over from
         a client timeout), so they do not overlap the next test.
@@ -234,15 +322,38 @@ class ProviderServer:
         with self._lock:
             self._queue.clear()
             self.requests.clear()
+            self._seen.clear()
+            self.faults = None
             self._wake.set()
             self._wake = threading.Event()
             self.peak_in_flight = 0
 
-    def _next_behaviour(self) -> Behaviour:
+    def answered(self) -> list[dict]:
+        """The records of requests that got a complete, non-empty completion."""
+        with self._lock:
+            return [r for r in self.requests if r.get("outcome") == "reply"]
+
+    def outcomes(self) -> dict[str, int]:
+        """How many requests got each outcome (reply, empty, status, malformed, truncated, drop, not_found)."""
+        with self._lock:
+            return dict(collections.Counter(r.get("outcome") or "pending" for r in self.requests))
+
+    def _next_behaviour(self, raw: bytes) -> Behaviour:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
+            if self.faults is not None:
+                digest = hashlib.sha256(raw).hexdigest()
+                repeat = self._seen[digest]
+                self._seen[digest] += 1
+                fault = self.faults.draw(digest, repeat)
+                if fault is not None:
+                    return fault
             return self.default
+
+    def _record(self, record: dict, outcome: str, status: Optional[int] = None, reply: Optional[str] = None) -> None:
+        with self._lock:
+            record.update(outcome=outcome, status=status, reply=reply)
 
     # ---- request handling
 
@@ -263,27 +374,42 @@ class ProviderServer:
         else:
             provider = None
 
+        record = {"path": path, "query": query, "method": h.command, "provider": provider, "headers": headers,
+                  "json": body, "t": time.monotonic(),  # arrival time, e.g. the gap between a 429 and its retry
+                  "outcome": None, "status": None, "reply": None}
         with self._lock:
-            self.requests.append(
-                {"path": path, "query": query, "method": h.command, "provider": provider, "headers": headers, "json": body,
-                 "t": time.monotonic()}  # arrival time, e.g. to measure the gap between a 429 and its retry
-            )
+            record["n"] = len(self.requests)
+            self.requests.append(record)
             self.in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
             wake = self._wake
         try:
             if provider is None:
+                self._record(record, "not_found", 404)
                 self._send(h, 404, _openai_error(404, f"unknown route {h.command} {path}"))
                 return
-            behaviour = self._next_behaviour()
+            behaviour = self._next_behaviour(raw)
             if behaviour.delay > 0:
                 wake.wait(behaviour.delay)
             if isinstance(behaviour, Reply):
-                self._reply(h, provider, behaviour, body)
+                text = behaviour.text if behaviour.text is not None else self._text(body)
+                self._record(record, "reply" if text else "empty", 200, text)  # before sending: no race with readers
+                self._reply(h, provider, behaviour, body, text)
             elif isinstance(behaviour, Status):
+                self._record(record, "status", behaviour.code)
                 self._status(h, provider, behaviour)
             elif isinstance(behaviour, Malformed):
+                self._record(record, "malformed", 200)
                 self._send_raw(h, 200, behaviour.body.encode("utf-8"), {})
+            elif isinstance(behaviour, Truncated):
+                text = self._text(body)
+                self._record(record, "truncated", 200, text)
+                data = json.dumps(self._payload(provider, Reply(text), body, text)).encode("utf-8")
+                self._send_raw(h, 200, data[: len(data) // 2], {})
+            elif isinstance(behaviour, Drop):
+                self._record(record, "drop")
+                h.close_connection = True
+                h.connection.shutdown(socket.SHUT_RDWR)
             else:  # pragma: no cover - misuse
                 raise TypeError(f"unknown behaviour {behaviour!r}")
         except (BrokenPipeError, ConnectionResetError):
@@ -292,17 +418,22 @@ class ProviderServer:
             with self._lock:
                 self.in_flight -= 1
 
-    def _reply(self, h: _Handler, provider: str, r: Reply, body: Any) -> None:
-        if r.text is not None:
-            text = r.text
-        elif self.reply_fn is not None:
-            text = self.reply_fn(body if isinstance(body, dict) else {})
-        else:
-            text = "echo: " + last_user_text(body)
+    def _text(self, body: Any) -> str:
+        """The reply text for a request: reply_fn's, else an echo of its last user message."""
+        if self.reply_fn is not None:
+            return self.reply_fn(body if isinstance(body, dict) else {})
+        return "echo: " + last_user_text(body)
+
+    def _reply(self, h: _Handler, provider: str, r: Reply, body: Any, text: str) -> None:
+        """Send a completion of `text`."""
+        headers = {"x-request-id" if provider == "openai" else "request-id": "req_" + uuid.uuid4().hex[:24]}
+        self._send(h, 200, self._payload(provider, r, body, text), headers)
+
+    @staticmethod
+    def _payload(provider: str, r: Reply, body: Any, text: str) -> dict:
         model = body.get("model") if isinstance(body, dict) and body.get("model") else "test-model"
-        req_id = "req_" + uuid.uuid4().hex[:24]
         if provider == "openai":
-            payload = {
+            return {
                 "id": "chatcmpl-" + uuid.uuid4().hex[:24],
                 "object": "chat.completion",
                 "created": int(time.time()),
@@ -330,9 +461,7 @@ class ProviderServer:
                 "service_tier": "default",
                 "system_fingerprint": None,
             }
-            self._send(h, 200, payload, {"x-request-id": req_id})
-        else:
-            payload = {
+        return {
                 "id": "msg_" + uuid.uuid4().hex[:24],
                 "type": "message",
                 "role": "assistant",
@@ -347,7 +476,6 @@ class ProviderServer:
                     "cache_creation_input_tokens": 0,
                 },
             }
-            self._send(h, 200, payload, {"request-id": req_id})
 
     def _status(self, h: _Handler, provider: str, s: Status) -> None:
         req_id = "req_" + uuid.uuid4().hex[:24]
@@ -378,3 +506,30 @@ class ProviderServer:
         h.end_headers()
         h.wfile.write(data)
         h.wfile.flush()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Serve until interrupted, with the fault mix given on the command line (always on 127.0.0.1)."""
+    parser = argparse.ArgumentParser(description="Fake OpenAI/Anthropic provider with seeded faults.")
+    parser.add_argument("--port", type=int, default=0)
+    for name in ("429", "500", "503", "drop", "truncated", "empty"):
+        parser.add_argument(f"--rate-{name}", type=float, default=0.0)
+    parser.add_argument("--retry-after", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = ProviderServer()
+    server.faults = FaultMix(rate_429=args.rate_429, rate_500=args.rate_500, rate_503=args.rate_503,
+                             rate_drop=args.rate_drop, rate_truncated=args.rate_truncated, rate_empty=args.rate_empty,
+                             retry_after=args.retry_after, seed=args.seed)
+    server.start(args.port)
+    print(f"serving on {server.openai_base_url} (OpenAI) and {server.anthropic_base_url} (Anthropic)", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -8,9 +8,9 @@ import openai
 import pytest
 
 try:
-    from provider_server import Malformed, Reply, Status
+    from provider_server import Drop, FaultMix, Malformed, Reply, Status, Truncated
 except ImportError:  # tests/ imported as a package
-    from tests.provider_server import Malformed, Reply, Status
+    from tests.provider_server import Drop, FaultMix, Malformed, Reply, Status, Truncated
 
 USER = [{"role": "user", "content": "hello there"}]
 
@@ -195,3 +195,82 @@ def test_reset_clears_state(server):
     server.reset()
     assert server.requests == [] and server.peak_in_flight == 0
     assert call_oai(oai(server)).choices[0].message.content == "echo: hello there"
+
+
+# --------------------------------------------------------------------------- faults and records
+
+
+def test_truncated_body_and_dropped_connection_reach_the_sdks(server):
+    server.script(Truncated(), Truncated(), Drop(), Drop())
+    with pytest.raises(json.JSONDecodeError):
+        call_oai(oai(server))
+    with pytest.raises(json.JSONDecodeError):
+        call_ant(ant(server))
+    with pytest.raises(openai.APIConnectionError):
+        call_oai(oai(server))
+    with pytest.raises(anthropic.APIConnectionError):
+        call_ant(ant(server))
+    assert [r["outcome"] for r in server.requests] == ["truncated", "truncated", "drop", "drop"]
+    assert call_oai(oai(server)).choices[0].message.content == "echo: hello there"  # the server is still up
+
+
+def test_every_request_and_what_it_got_is_recorded(server):
+    server.script(Status(503), Reply(""), Malformed(), Reply("ok"))
+    client = oai(server)
+    with pytest.raises(openai.InternalServerError):
+        call_oai(client)
+    assert call_oai(client).choices[0].message.content == ""
+    with pytest.raises(json.JSONDecodeError):
+        call_oai(client)
+    call_oai(client)
+    assert [(r["n"], r["outcome"], r["status"]) for r in server.requests] == [
+        (0, "status", 503), (1, "empty", 200), (2, "malformed", 200), (3, "reply", 200)]
+    assert [r["reply"] for r in server.answered()] == ["ok"]
+    assert server.outcomes() == {"status": 1, "empty": 1, "malformed": 1, "reply": 1}
+
+
+def _outcomes_for(server, mix, n):
+    server.reset()  # also clears the fault mix
+    server.faults = mix
+    client = oai(server)
+    for i in range(n):
+        try:
+            call_oai(client, extra_body={"user": f"u{i}"})
+        except (openai.APIError, json.JSONDecodeError):
+            pass
+    return [r["outcome"] for r in server.requests]
+
+
+def test_fault_mix_rates_are_seeded_and_reproducible(server):
+    mix = FaultMix(rate_429=0.2, rate_500=0.1, rate_drop=0.1, rate_truncated=0.1, rate_empty=0.1, seed=3)
+    try:
+        first = _outcomes_for(server, mix, 60)
+        assert first == _outcomes_for(server, mix, 60)  # the same requests meet the same faults
+        other = _outcomes_for(server, FaultMix(rate_429=0.2, rate_500=0.1, rate_drop=0.1, rate_truncated=0.1,
+                                               rate_empty=0.1, seed=4), 60)
+    finally:
+        server.faults = None
+    assert other != first
+    counts = {k: first.count(k) for k in set(first)}
+    assert set(counts) == {"reply", "status", "drop", "truncated", "empty"}
+    assert 15 <= counts["reply"] <= 45  # about 40% at these rates
+    statuses = {r["status"] for r in server.requests if r["outcome"] == "status"}
+    assert statuses <= {429, 500}
+
+
+def test_a_retried_request_gets_a_fresh_draw(server):
+    server.faults = FaultMix(rate_500=0.5, seed=0)
+    try:
+        client = oai(server, max_retries=8)
+        for i in range(5):  # with fresh draws each retry, every call gets through eventually
+            assert call_oai(client, extra_body={"user": f"u{i}"}).choices[0].message.content == "echo: hello there"
+    finally:
+        server.faults = None
+    assert len(server.answered()) == 5 and len(server.requests) > 5
+
+
+def test_fault_mix_rejects_impossible_rates():
+    with pytest.raises(ValueError):
+        FaultMix(rate_429=0.7, rate_500=0.5)
+    with pytest.raises(ValueError):
+        FaultMix(rate_drop=-0.1)
