@@ -293,7 +293,12 @@ def call_function(
     return _run_sync(acall_function(source, function_name, args, kwargs, limits=limits))
 
 
-async def _arun_without_audit(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
-    """Test helper: run with the audit hook disabled, so only the kernel layers protect."""
-    job = Job(code=code, limits=limits or SandboxLimits(), audit=False)
+async def _arun_without_audit(
+    code: str, limits: SandboxLimits | None = None, *, stdin: str = ""
+) -> SandboxResult:
+    """Test helper: run with the audit hook disabled, so only the kernel layers protect.
+
+    Deliberately not part of the public API, and out of reach of user code: the switch
+    travels in the parent's job description, which the child's program cannot choose."""
+    job = Job(code=code, limits=limits or SandboxLimits(), stdin=stdin, audit=False)
     return (await _execute(job)).result
