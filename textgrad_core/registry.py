@@ -16,6 +16,7 @@ from textgrad_core.errors import ConfigError
 
 GROUPS = {"credit": "textgrad_core.credit", "optimizer": "textgrad_core.optimizers"}
 _LABEL = {"credit": "credit strategy", "optimizer": "optimizer"}
+_A_LABEL = {"credit": "a credit strategy", "optimizer": "an optimizer"}
 # What an instance must have to be one (the protocols of textgrad_core.credit and textgrad_core.optimizers.base).
 _REQUIRED = {"credit": (("assign", True), ("kind", False), ("name", False)),
              "optimizer": (("step", True), ("accepts", False), ("name", False))}
@@ -51,14 +52,14 @@ def resolve(kind: str, name: str | None = None, target: str | None = None) -> ty
         known = names(kind)
         if name not in known:
             listed = ", ".join(known) if known else "none (the entry points are missing: reinstall with pip install -e .)"
-            raise ConfigError(f"Unknown {label} '{name}'. Known: {listed}. A {label} of your own plugs in with "
+            raise ConfigError(f"Unknown {label} '{name}'. Known: {listed}. {_A_LABEL[kind].capitalize()} of your own plugs in with "
                               f"{kind}._target_=your_package.YourClass.")
         target = known[name]
     cls = _import(label, target) if isinstance(target, str) else target
     where = target if isinstance(target, str) else f"{cls.__module__}.{cls.__qualname__}"
     missing = [attr for attr, call in _REQUIRED[kind] if not (callable(getattr(cls, attr, None)) if call else hasattr(cls, attr))]
     if missing:
-        raise ConfigError(f"'{where}' is not a {label}: it lacks {', '.join(missing)}. Implement {_PROTOCOL[kind]}.")
+        raise ConfigError(f"'{where}' is not {_A_LABEL[kind]}: it lacks {', '.join(missing)}. Implement {_PROTOCOL[kind]}.")
     return cls
 
 
