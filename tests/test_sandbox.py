@@ -387,3 +387,33 @@ def test_audit_hook_holds_without_kernel_layers(monkeypatch, listener):
     res = run_code(f"open({target!r}, 'w').write('x')\n")
     assert not os.path.exists(target)
     assert res.error.startswith("blocked: writing outside the sandbox directory")
+
+
+# ------------------------------------------------------------------------- packaging
+
+
+def test_child_scripts_are_real_modules_shipped_with_the_package():
+    """The code that runs in the child is two module files inside the package (so an
+    installed wheel carries them, and linters/readers see code, not a string), run by
+    path; importing them runs nothing."""
+    import importlib.util
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    from textgrad_core.sandbox import layers as sandbox_layers
+
+    project = Path(__file__).resolve().parent.parent
+    include = tomllib.loads((project / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"]["find"]["include"]
+    assert "textgrad_core.sandbox" in find_packages(str(project), include=include)
+    pkg_dir = Path(sandbox.__file__).resolve().parent
+    for script, marker in ((sandbox_layers.LAUNCHER, "stage1"), (sandbox_layers.RUNNER, "install_guard")):
+        path = Path(script)
+        assert path.parent == pkg_dir and path.suffix == ".py" and path.is_file()
+        spec = importlib.util.spec_from_file_location(f"_probe_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # defines functions only (guarded by __main__)
+        assert callable(getattr(module, marker)) and callable(module.main)
+    assert not hasattr(sandbox, "_BOOTSTRAP")
