@@ -113,6 +113,24 @@ def normalise_endpoint(base_url: str | None) -> str | None:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
 
 
+def parse_budget_config(data: Any) -> BudgetConfig:
+    """Validate `budget:` as a BudgetConfig, raising one ConfigError naming the key and the allowed range."""
+    if isinstance(data, BudgetConfig):
+        return data
+    try:
+        return BudgetConfig.model_validate(dict(data or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first.get("loc", ()))
+        if first.get("type") == "extra_forbidden":
+            raise ConfigError(f"Unknown key budget.{key}; known keys: "
+                              f"{', '.join('budget.' + k for k in BudgetConfig.model_fields)}.") from exc
+        raise ConfigError(f"Invalid budget.{key}={first.get('input')!r}: {first.get('msg')} "
+                          "(budgets are numbers >= 0, or null for no limit).") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid budget config: {exc}") from exc
+
+
 def parse_engine_config(data: Any, where: str = "engine") -> EngineConfig:
     """Validate a mapping as an EngineConfig, raising one ConfigError that says what to fix."""
     if isinstance(data, EngineConfig):
