@@ -1,0 +1,148 @@
+"""The benchmark workloads, built from the framework's public pieces (ops, losses, credit `assign`, optimizer `step`).
+
+(a) planner -> solver -> LLM judge with a reference answer, batch 8, 3 steps, both instructions trained;
+(b) one stage, batch 32, 1 step, exact-match loss;
+(c) a 6-stage chain, batch 4, 1 step, exact-match loss.
+Each runs with backprop+tgd or trace+joint. `run_workload` returns the call DAG it implied (for the limits),
+the phase timestamps and the process CPU spent in the run.
+
+Run one in its own process (how the benchmark measures start-up, CPU and memory):
+    python -m benchmarks.workloads --workload a --pair backprop+tgd --base-url http://127.0.0.1:PORT/v1 --out r.json
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import time
+from typing import Any
+
+from benchmarks.callgraph import CallDAG, backprop_calls, forward_calls
+from benchmarks.spec import JUDGE_INSTRUCTION, WORKLOADS, WorkloadSpec, instruction, is_exact, question
+from credit.backprop import Backprop
+from credit.trace import TracePropagation
+from textgrad_core.credit import ExampleTrace
+from textgrad_core.engines import EngineSet, LLMRequest
+from textgrad_core.graph import Graph
+from textgrad_core.loss import JudgeLoss, MetricLoss, MetricResult
+from textgrad_core.ops import LLMCall
+from textgrad_core.optimizers import TGD, JointUpdate
+from textgrad_core.variable import Parameter, Tape, Variable
+
+
+PAIRS = ("backprop+tgd", "trace+joint")
+SLOTS = 8  # max_concurrency of the engine every role shares
+
+
+def engine_config(base_url: str, slots: int = SLOTS) -> dict[str, Any]:
+    """One OpenAI-compatible engine for every role (one client, one concurrency bound), no cache: every call is paid."""
+    return {"provider": "openai", "model": "mock-model", "base_url": base_url, "max_concurrency": slots,
+            "max_retries": 2, "timeout": 60, "cache": {"enabled": False}}
+
+
+def exact(prediction: Any, reference: str) -> MetricResult:
+    """1 when the last line says 'Answer: <reference>'."""
+    ok = is_exact(prediction, reference)
+    return MetricResult(score=float(ok), feedback="Correct." if ok else f"Wrong: the expected answer is {reference}.")
+
+
+async def warm_up(base_url: str) -> None:
+    """One call through an engine of the same config: SDK client and lazily imported resources are then loaded."""
+    engines = EngineSet({"forward": engine_config(base_url)})
+    await engines["forward"].acomplete(LLMRequest.chat("warm-up", tag="warmup"))
+
+
+async def run_workload(spec: WorkloadSpec, pair: str, base_url: str) -> dict[str, Any]:
+    """Train the workload's parameters for its steps; returns phases, the call DAG's figures and counts."""
+    cpu0, t_run = time.process_time(), time.time()
+    credit_name, optimizer_name = pair.split("+")
+    credit = {"backprop": Backprop, "trace": TracePropagation}[credit_name]()
+    optimizer = {"tgd": TGD, "joint": JointUpdate}[optimizer_name]()
+    engines = EngineSet({"forward": engine_config(base_url)})
+    params = [Parameter(value=instruction(s),
+                        role=f"instruction of the {s}", name=f"{s}.instruction") for s in spec.stages]
+    ops = [LLMCall(engines["forward"], p, name=s) for s, p in zip(spec.stages, params)]
+    judge = JudgeLoss(engines["judge"], JUDGE_INSTRUCTION) if spec.judge else None
+
+    metric = MetricLoss(exact, name="exact_match")
+
+    async def forward(step: int, index: int) -> ExampleTrace:
+        text, reference = question(step, index)
+        with Tape(f"s{step}e{index}") as tape:
+            value: Variable = Variable(text, role="question")
+            for op in ops:
+                value = await op.acall(value)
+            if judge is not None:
+                loss = await judge.acall(value, f"{text}\nReference answer: {reference}")
+            else:
+                loss = metric(value, reference)
+        return ExampleTrace(f"s{step}e{index}", value, loss, Graph(tape.variables + [value, loss]))
+
+    dag, phases, after = CallDAG(), [], []
+    for step in range(spec.steps):
+        t0 = time.time()
+        traces = await asyncio.gather(*(forward(step, i) for i in range(spec.batch)))
+        t1 = time.time()
+        result = await credit.assign(list(traces), params, engines["credit"])
+        t2 = time.time()
+        await optimizer.step(params, result, engines["optimizer"], step=step)
+        t3 = time.time()
+        phases.append({"step": step, "forward": [t0, t1], "credit": [t1, t2], "optimizer": [t2, t3]})
+        after = _step_calls(dag, list(traces), params, credit_name, optimizer_name, result, step, after)
+    cpu = time.process_time() - cpu0
+    return {"workload": spec.key, "pair": pair, "t_run_start": t_run, "t_run_end": time.time(), "cpu_run_s": cpu,
+            "phases": phases, "predicted_calls": dag.count(), "depth": dag.depth(), "schedule_rounds": dag.schedule(SLOTS),
+            "slots": SLOTS, "final_values": {p.id: p.value for p in params}}
+
+
+def _step_calls(dag: CallDAG, traces: list, params: list, credit_name: str, optimizer_name: str, result: Any,
+                step: int, after: list[str]) -> list[str]:
+    """Add one step's calls to the DAG; returns the calls the next step waits for (the optimizer's)."""
+    credit_calls: list[str] = []
+    for t in traces:
+        produced = forward_calls(dag, t, f"s{step}:{t.example_id}", after)
+        loss_call = produced.get(t.loss.id) or produced[t.output.id]
+        if credit_name == "backprop":
+            credit_calls += backprop_calls(dag, t, params, f"s{step}:{t.example_id}", loss_call)
+        else:
+            credit_calls.append(loss_call)  # trace credit makes no call: the optimizer waits for every loss
+    if optimizer_name == "joint":
+        return [dag.add(f"s{step}:opt:joint", "optimizer", credit_calls)]
+    with_feedback = [p for p in params if result.for_parameter(p)]
+    return [dag.add(f"s{step}:opt:{p.id}", "optimizer", credit_calls) for p in with_feedback]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: run one workload against a server and write the result as JSON."""
+    parser = argparse.ArgumentParser(description="Run one benchmark workload against an OpenAI-compatible server.")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
+    parser.add_argument("--pair", choices=PAIRS, required=True)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the run (not the imports) here")
+    parser.add_argument("--warm-up", action="store_true", help="make one call first, so the run is steady state")
+    parser.add_argument("--batch", type=int, default=None, help="override the workload's batch size (smoke runs)")
+    parser.add_argument("--steps", type=int, default=None, help="override the workload's number of steps")
+    a = parser.parse_args(argv)
+    spec = WORKLOADS[a.workload]
+    spec = dataclasses.replace(spec, batch=a.batch or spec.batch, steps=a.steps or spec.steps)
+    if a.warm_up:
+        asyncio.run(warm_up(a.base_url))
+    profiler = None
+    if a.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    result = asyncio.run(run_workload(spec, a.pair, a.base_url))
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(a.profile)
+    import resource
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(a.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
