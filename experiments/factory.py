@@ -65,8 +65,9 @@ def role_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     base = dict(cfg["engine"])
     out = {}
     for role, override in (cfg.get("engines") or {}).items():
+        override = {k: v for k, v in dict(override or {}).items() if v is not None}  # null: inherit from `engine`
         if override:
-            merged = {**base, **dict(override)}
+            merged = {**base, **override}
             if "cache" in override and "cache" in base:
                 merged["cache"] = {**dict(base["cache"]), **dict(override["cache"])}
             out[role] = merged

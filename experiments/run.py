@@ -1,39 +1,188 @@
-"""Run one experiment: `python -m experiments.run [hydra overrides]` (e.g. engine=openai task=bbh_object_counting)."""
+"""Run one experiment: `python -m experiments.run [hydra overrides]` (e.g. engine=openai task=bbh_object_counting).
+
+`-m` sweeps any axis; `resume=<run dir>` continues a killed or stopped run from its last completed step.
+Everything is validated before any run directory exists or any call is made; a user's mistake is one line on
+stderr and exit code 2.
+"""
 from __future__ import annotations
 
 import asyncio
+import logging
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from experiments import sweep as sweeps
 from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task, role_configs
 from experiments.report import print_summary
-from textgrad_core.errors import TextgradError
+from textgrad_core.errors import ConfigError, TextgradError
 from textgrad_core.rundir import RunDir
 from textgrad_core.trainer import Trainer, TrainerConfig
 
+OmegaConf.register_new_resolver("sweep_id", sweeps.sweep_id, replace=True)
+_failed_jobs: list[int] = []  # jobs of this process's sweep that did not complete
 
-def run_experiment(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
-    """Build everything from a resolved config, train, and return the summary (also written to the run dir)."""
+
+def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None = None,
+                   overrides: list[str] | None = None) -> dict[str, Any]:
+    """Validate, build everything from a resolved config, train, and return the summary (also in the run dir).
+
+    `job` describes a sweep job ({"num", "sweep_dir", "overrides"}); None for a single run, whose command-line
+    `overrides` are recorded in run.json.
+    """
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    resume = plain.get("resume")
+    if resume:
+        plain = _saved_config(Path(resume), plain, overrides or [])
+    _validate(plain)
     task = load_task(plain["task"])
     splits = task.load_splits()
     credit = build_credit(plain["credit"])
     optimizer = build_optimizer(plain["optimizer"], credit)
     search = build_search(plain.get("search"), optimizer)
-    providers = {c.get("provider") for c in role_configs(plain).values()}
-    run = RunDir(Path(plain["run_dir"]), simulated=bool(providers & {"sim", "scripted"}))
-    run.write_config(OmegaConf.to_yaml(OmegaConf.create(plain)))
-    engines = build_engines(plain, task, splits, call_log=run.calls)
-    trainer = Trainer(task, engines, credit, optimizer, TrainerConfig.model_validate(plain["trainer"]), run=run,
-                      splits=splits, search=search)
-    summary = asyncio.run(trainer.train())
+    trainer_cfg = TrainerConfig.model_validate(plain["trainer"])
+    simulated = bool({c.get("provider") for c in role_configs(plain).values()} & {"sim", "scripted"})
+    run = _run_dir(plain, simulated, job, resume, overrides or [])
+    try:
+        engines = build_engines(plain, task, splits, call_log=run.calls, events=run.events)
+    except TextgradError:
+        if not resume:
+            _unclaim(run)
+        raise
+    if not resume:
+        run.write_config(OmegaConf.to_yaml(OmegaConf.create(plain)))
+    trainer = Trainer(task, engines, credit, optimizer, trainer_cfg, run=run, splits=splits, search=search)
+    if resume:
+        state = run.read_checkpoint()
+        run.rewind(state.get("logs", {}))
+        trainer.load_state(state)
+        run.events.write({"kind": "resumed", "from_step": trainer.completed_steps})
+    if job:
+        sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="running",
+                          run_dir=str(run.path))
+    with _run_log(run.path / "run.log"):
+        try:
+            summary = asyncio.run(_train(trainer))
+        finally:
+            if job:
+                done = _read_summary(run)
+                sweeps.record_job(job["sweep_dir"], job["num"], **sweeps.job_entry(done))
     summary["run_dir"] = str(run.path)
-    run.summary(summary)
     return summary
+
+
+async def _train(trainer: Trainer) -> dict[str, Any]:
+    """Train; SIGTERM (a cluster's preemption, `kill`) stops the run like Ctrl-C: summary written, resumable."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (a launcher's worker)
+        pass
+    return await trainer.train()
+
+
+def _validate(plain: dict[str, Any]) -> None:
+    try:  # TEMPORARY until experiments.validate lands
+        from experiments.validate import validate_config
+    except ImportError:
+        return
+    validate_config(plain)
+
+
+def _saved_config(path: Path, given: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """The resolved config a run was started with (its config.yaml), with `resume` pointing at it.
+
+    Only the budget may change on resume (a run stopped by its budget goes on with a larger one): anything else
+    would make the resumed run a different experiment.
+    """
+    file = path / "config.yaml"
+    if not file.is_file() or not (path / "checkpoint.json").is_file():
+        raise ConfigError(f"resume={path}: not a run directory with a checkpoint (config.yaml and checkpoint.json); "
+                          "give the directory of a run that completed its initial evaluation")
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    other = [k for k in keys if k != "resume" and not k.startswith("budget.")]
+    if other:
+        raise ConfigError(f"resume={path} continues the run with its own config; only budget.* may change "
+                          f"(got {', '.join(other)}): start a new run to change anything else")
+    plain = OmegaConf.to_container(OmegaConf.load(file), resolve=True)
+    if any(k.startswith("budget.") for k in keys):
+        plain["budget"] = given.get("budget", plain.get("budget"))
+    plain["resume"] = str(path)
+    return plain
+
+
+def _run_dir(plain: dict[str, Any], simulated: bool, job: dict[str, Any] | None, resume: str | None,
+             overrides: list[str]) -> RunDir:
+    if resume:
+        return RunDir(resume, simulated, resume=True)
+    info = {"job": job["num"] if job else None, "sweep_dir": job["sweep_dir"] if job else None,
+            "overrides": job["overrides"] if job else overrides}
+    parts = (plain["task"].get("name") or "task", plain["credit"].get("name"), plain["optimizer"].get("name"))
+    if plain.get("run_dir"):
+        return RunDir(plain["run_dir"], simulated, info=info)
+    if job:
+        return RunDir(Path(job["sweep_dir"]) / "_".join([f"{job['num']:03d}", *map(str, parts)]), simulated, info=info)
+    return RunDir.create(plain.get("runs_root") or "runs", *map(str, parts), simulated=simulated, info=info)
+
+
+def _unclaim(run: RunDir) -> None:
+    """Remove a directory claimed for a run that could not start, so nothing looks like a real run."""
+    for name in ("run.json", "config.yaml"):
+        (run.path / name).unlink(missing_ok=True)
+    try:
+        run.path.rmdir()
+    except OSError:
+        pass  # the user's own directory with other files in it: left as it was
+
+
+def _read_summary(run: RunDir) -> dict[str, Any]:
+    try:
+        return run.read_summary()
+    except (OSError, ValueError):
+        return {"status": "failed", "stop_reason": "the job ended without a summary"}
+
+
+@contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Python logging of the run goes to run.log; the console shows only warnings (and the progress bar)."""
+    root = logging.getLogger()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    console = [h for h in root.handlers if h is not handler]
+    saved = [(h, h.level) for h in console]
+    for h in console:
+        h.setLevel(max(h.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+        for h, lvl in saved:
+            h.setLevel(lvl)
+
+
+def _job() -> tuple[dict[str, Any] | None, list[str]]:
+    """This job's place in a sweep (-m; None for a single run) and the command-line overrides."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None, []
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    if hc.mode != RunMode.MULTIRUN:
+        return None, overrides
+    return {"num": int(hc.job.num), "sweep_dir": str(hc.sweep.dir), "overrides": overrides}, overrides
 
 
 def plug_in_overrides(overrides: list[str]) -> list[str]:
@@ -47,14 +196,42 @@ def plug_in_overrides(overrides: list[str]) -> list[str]:
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    job, overrides = _job()
     try:
-        summary = run_experiment(cfg)
+        summary = run_experiment(cfg, job, overrides)
     except TextgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        if job is None:
+            sys.exit(2)
+        _failed_jobs.append(job["num"])
+        sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="invalid", error=str(exc))
+        return
     print_summary(summary)
+    if summary.get("status") != "completed" and job is not None:
+        _failed_jobs.append(job["num"])
+
+
+def cli(argv: list[str]) -> int:
+    """The command line: validate every job's config first, then hand over to Hydra."""
+    argv = plug_in_overrides(argv)
+    sweeps.sweep_id()  # made once here, inherited by the jobs of a parallel launcher
+    try:
+        try:  # TEMPORARY until experiments.validate lands
+            from experiments.validate import preflight
+        except ImportError:
+            preflight = lambda argv: None  # noqa: E731
+        preflight([a for a in argv if not a.startswith("-")])
+    except TextgradError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    sys.argv[1:] = argv
+    try:
+        main()
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the summary says so (status stopped); continue with resume=<run dir>", file=sys.stderr)
+        return 130
+    return 1 if _failed_jobs else 0
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = plug_in_overrides(sys.argv[1:])
-    main()
+    sys.exit(cli(sys.argv[1:]))

@@ -132,7 +132,7 @@ def test_a_candidate_worse_on_validation_is_never_accepted(selection, tmp_path: 
     assert not any("TESTONLY" in m.content for r in backend.requests if r.tag.startswith("optimizer") for m in r.messages)
     assert {r.sample_index for r in backend.requests_tagged("optimizer")} == {0, 1, 2}
     assert {r.temperature for r in backend.requests_tagged("optimizer")} == {0.7}
-    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["search"]["selection"] == selection
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["policy"]["selection"] == selection
 
 
 def test_greedy_accepts_the_best_candidate_through_parameter_update(tmp_path: Path):

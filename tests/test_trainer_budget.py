@@ -19,13 +19,19 @@ def run(tmp_path, *overrides):
 def test_budget_exhausted_during_validation_reverts_the_unvalidated_update(tmp_path):
     # 100 initial validation calls + step 1 (3 forward, 6 credit, 1 optimizer) leaves 40 of the next 100 validation calls.
     summary = run(tmp_path, "budget.max_calls=150")
-    assert summary["stopped"] and "max_calls=150" in summary["stopped"]
+    assert summary["status"] == "stopped" and "max_calls=150" in summary["stop_reason"]
+    assert summary == json.loads((tmp_path / "summary.json").read_text()) | {"run_dir": summary["run_dir"]}
     assert summary["parameters"]["instruction"]["value"] == INITIAL_INSTRUCTION
+    assert summary["usage"]["calls"] == 150 and summary["test"] == {"initial": None, "final": None}
     versions = [json.loads(l) for l in (tmp_path / "parameters.jsonl").read_text().splitlines()]
-    assert [v["reason"] for v in versions] == ["initial", "tgd update", "revert: budget exhausted before validation"]
-    (event,) = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert event["kind"] == "budget_exceeded" and event["reverted"] == ["instruction"] and event["simulated"]
+    assert [v["reason"] for v in versions] == ["initial", "tgd update",
+                                               "revert: budget exhausted before the step finished"]
+    events = [json.loads(l) for l in (tmp_path / "events.jsonl").read_text().splitlines()]
+    interrupted, stopped = [e for e in events if e["kind"] in ("step_interrupted", "run_stopped")]
+    assert interrupted["reverted"] == ["instruction"] and interrupted["simulated"] and interrupted["step"] == 1
+    assert stopped["status"] == "stopped" and "max_calls=150" in stopped["reason"]
     checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert checkpoint["step"] == 0  # the last completed step: a resume with a larger budget starts at step 1
     assert checkpoint["parameters"]["instruction"]["value"] == INITIAL_INSTRUCTION
     for line in (tmp_path / "calls.jsonl").read_text().splitlines():
         json.loads(line)  # the call log stays parseable

@@ -11,14 +11,13 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textgrad_core.errors import ConfigError
 from textgrad_core.optimizers.base import ProposingOptimizer, UpdateEvent
-
-if TYPE_CHECKING:
-    from textgrad_core.task import Example
-    from textgrad_core.trainer import Trainer
+from textgrad_core.rollouts import EvalResult
+from textgrad_core.steps import StepContext
+from textgrad_core.task import Example
 
 SELECTIONS = ("greedy", "beam", "pareto")
 
@@ -78,6 +77,15 @@ def _key(values: dict[str, Any]) -> str:
     return json.dumps(values, sort_keys=True, default=str)
 
 
+def _rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_state(state: list) -> tuple:
+    return (state[0], tuple(state[1]), state[2])
+
+
 class CandidateSearch:
     """Proposes `n_candidates` per parent per step with a proposing optimizer and keeps a pool by `selection`.
 
@@ -117,16 +125,24 @@ class CandidateSearch:
         return self.selection
 
     # ---- state ------------------------------------------------------------------------------
-    def start(self, values: dict[str, Any], scores: dict[str, float]) -> None:
-        """Begin from the trainer's initial values and their validation scores."""
-        self.incumbent = self._new(values, None, "initial", 0)
-        self.incumbent.scores = dict(scores)
+    def start(self, ctx: StepContext, initial: EvalResult) -> None:
+        """Begin from the current parameter values and their initial validation scores."""
+        self.incumbent = self._new(ctx.params.values(), None, "initial", 0)
+        self.incumbent.scores = dict(initial.scores)
         self.pool = [self.incumbent]
 
     def state(self) -> dict[str, Any]:
-        """The pool, for the checkpoint."""
+        """Everything a resumed run needs: pool, incumbent, seen proposals, counter and the sampling RNG."""
         return {"selection": self.selection, "incumbent": self.incumbent.id if self.incumbent else None,
-                "pool": [{**c.row(), "values": c.values, "scores": c.scores} for c in self.pool]}
+                "pool": [{**c.row(), "values": c.values, "scores": c.scores} for c in self.pool],
+                "seen": sorted(self._seen), "count": self._count, "rng": _rng_state(self.rng)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.pool = [Candidate(r["id"], dict(r["values"]), r["parent"], r["origin"], r["step"], r["scores"])
+                     for r in state["pool"]]
+        self.incumbent = next(c for c in self.pool if c.id == state["incumbent"])
+        self._seen, self._count = set(state["seen"]), int(state["count"])
+        self.rng.setstate(_rng_from_state(state["rng"]))
 
     def describe(self) -> dict[str, Any]:
         return {"selection": self.selection, "n_candidates": self.n_candidates, "temperature": self.temperature,
@@ -185,83 +201,87 @@ class CandidateSearch:
                         return self._new(values, f"{a.id}+{b.id}", "merge", step)
         return None
 
-    # ---- one trainer step ---------------------------------------------------------------------
-    async def step(self, trainer: "Trainer", step: int, batch: list["Example"], best_val: float) -> tuple[float, dict[str, Any]]:
+    # ---- one step (the StepPolicy interface) ---------------------------------------------------
+    @property
+    def best(self) -> EvalResult:
+        assert self.incumbent is not None, "call start() first"
+        return EvalResult("val", dict(self.incumbent.scores or {}))
+
+    async def step(self, ctx: StepContext, step: int, batch: list[Example]) -> dict[str, Any]:
         """Expand the parents, score the candidates on validation, update the pool and apply the incumbent."""
-        if self.incumbent is None:  # the trainer normally calls start() with its initial evaluation
-            with trainer.phase("validation"):
-                self.start(trainer.params.values(), (await trainer.evaluate(trainer.val_examples(), "val")).scores)
-        assert self.incumbent is not None
-        params = list(trainer.params)
-        events = trainer.run.events if trainer.run else None
-        engine = trainer.engines["optimizer"]
+        assert self.incumbent is not None, "call start() first"
+        params = list(ctx.params)
+        engine = ctx.engines["optimizer"]
         parents = self.parents()
         children: list[Candidate] = []
-        train_scores: dict[str, float] = {}
+        train_scores: dict[str, EvalResult] = {}
         credits = []
         unchanged: list[UpdateEvent] = []
         for parent in parents:
-            with trainer.using_values(parent.values):
-                train_scores[parent.id], credit = await trainer.forward_and_credit(step, batch)
+            with ctx.rollouts.using_values(parent.values):
+                train_scores[parent.id], credit = await ctx.forward_and_credit(step, batch)
                 credits.append(credit)
-                with trainer.phase("optimizer"):
+                with ctx.phase("optimizer", step=step):
                     proposals = await asyncio.gather(*(self.optimizer.propose(
-                        params, credit, engine, step, events=events, sample_index=i, temperature=self.temperature)
-                        for i in range(self.n_candidates)))
+                        params, credit, engine, step, events=ctx.log.events, sample_index=i,
+                        temperature=self.temperature) for i in range(self.n_candidates)))
             for proposal in proposals:
                 unchanged += proposal.unchanged
                 values = {**parent.values, **proposal.values}
                 if proposal.values and _key(values) not in self._seen:  # identical proposals are evaluated once
                     children.append(self._new(values, parent.id, "proposal", step))
 
-        with trainer.phase("validation"):
-            evaluated = [c for c in children if await self._evaluate(trainer, c, batch, train_scores)]
-            if self.merge:
-                merged = self._merged(self.pool + evaluated, step)
-                if merged is not None and await self._evaluate(trainer, merged, batch, None):
-                    evaluated.append(merged)
+        evaluated = [c for c in children if await self._evaluate(ctx, c, batch, train_scores, step)]
+        if self.merge:
+            merged = self._merged(self.pool + evaluated, step)
+            if merged is not None and await self._evaluate(ctx, merged, batch, None, step):
+                evaluated.append(merged)
 
         old = self.incumbent
         best = max(evaluated, key=lambda c: c.mean, default=None)
-        if best is not None and self._accepts(best, trainer.config.accept):
+        if best is not None and self._accepts(best, ctx.accept):
             self.incumbent = best
         self.pool = self._keep(self.pool + evaluated)
-        updates = self._apply(trainer, old, step)
+        updates = self._apply(ctx, old, step)
 
         decision = "accepted" if self.incumbent is not old else ("rejected" if evaluated else "no change")
         credit = credits[0]
-        record = {"step": step, "train_score": round(sum(train_scores.values()) / len(train_scores), 4),
-                  "val_score": round(best.mean if best is not None else best_val, 4),
-                  "best_val": round(self.incumbent.mean, 4), "decision": decision,
-                  "updates": [u.__dict__ for u in updates + unchanged], "batch": [e.id for e in batch],
-                  "credit": credit.strategy, "credit_details": credit.details,
-                  "search": {"selection": self.selection, "parents": [p.id for p in parents],
-                             "candidates": [c.row() for c in children + [c for c in evaluated if c not in children]],
-                             "pool": [c.id for c in self.pool], "incumbent": self.incumbent.id}}
-        return self.incumbent.mean, record
+        train = train_scores[parents[0].id]
+        return {"step": step, "train_score": round(sum(t.score for t in train_scores.values()) / len(train_scores), 4),
+                "n_train_scored": train.n,
+                "val_score": round(best.mean if best is not None else self.incumbent.mean, 4),
+                "best_val": round(self.incumbent.mean, 4), "decision": decision,
+                "updates": [u.__dict__ for u in updates + unchanged], "batch": [e.id for e in batch],
+                "credit": credit.strategy, "credit_details": credit.details,
+                "failed": {"train": sorted({e for t in train_scores.values() for e in t.failed})},
+                "search": {"selection": self.selection, "parents": [p.id for p in parents],
+                           "candidates": [c.row() for c in children + [c for c in evaluated if c not in children]],
+                           "pool": [c.id for c in self.pool], "incumbent": self.incumbent.id}}
 
-    async def _evaluate(self, trainer: "Trainer", candidate: Candidate, batch: list["Example"],
-                        parent_scores: dict[str, float] | None) -> bool:
+    async def _evaluate(self, ctx: StepContext, candidate: Candidate, batch: list[Example],
+                        parent_scores: dict[str, EvalResult] | None, step: int) -> bool:
         """Score a candidate on validation (after the minibatch gate, when on); False when the gate stopped it."""
-        with trainer.using_values(candidate.values):
-            if self.minibatch_gate and parent_scores is not None and candidate.parent in parent_scores:
-                if (await trainer.evaluate(batch, "train")).score < parent_scores[candidate.parent]:
-                    return False
-            candidate.scores = (await trainer.evaluate(trainer.val_examples(), "val")).scores
+        if self.minibatch_gate and parent_scores is not None and candidate.parent in parent_scores:
+            with ctx.phase("validation", step=step, split="train"):  # GEPA's gate: the step's minibatch first
+                on_batch = await ctx.rollouts.evaluate(batch, "train", candidate.values)
+            new, old, _ = on_batch.compare(parent_scores[candidate.parent])
+            if new < old:
+                return False
+        candidate.scores = (await ctx.validate(step, candidate.values)).scores
         return True
 
-    def _apply(self, trainer: "Trainer", old: Candidate, step: int) -> list[UpdateEvent]:
+    def _apply(self, ctx: StepContext, old: Candidate, step: int) -> list[UpdateEvent]:
         """Give the parameters the incumbent's values through Parameter.update; each change is a logged version."""
         new = self.incumbent
         assert new is not None
         if new is old:
             return []
         events = []
-        for param in trainer.params:
+        for param in ctx.params:
             if param.value != new.values[param.id]:
                 before = param.version
                 entry = param.update(new.values[param.id], step, reason=(
                     f"search ({self.selection}): candidate {new.id}, validation {new.mean:.3f} (was {old.mean:.3f})"))
-                trainer.log_version(param, entry)
+                ctx.log.version(param, entry)
                 events.append(UpdateEvent(param.id, True, before, entry.version, reason=entry.reason))
         return events

@@ -1,260 +1,221 @@
-"""The training loop: minibatches, forward, credit, optimizer step, validation gating, final test evaluation."""
+"""The training loop: minibatches, one step policy per step, checkpoints, resume, statuses and the final test.
+
+The trainer owns the loop and the run's bookkeeping; what a step does belongs to its step policy
+(`textgrad_core.steps.PlainStep`, or candidate search). Every run ends with a status in its summary:
+`completed`, `stopped` (budget, failure share, interrupt) or `failed` (with the error line).
+"""
 from __future__ import annotations
 
 import asyncio
 import random
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace
-from textgrad_core.engines import EngineSet, UsageTotals
-from textgrad_core.errors import BudgetExceeded
-from textgrad_core.graph import Graph
+from textgrad_core import checkpoint as ckpt
+from textgrad_core.credit import CreditAssigner
+from textgrad_core.engines import EngineSet
+from textgrad_core.errors import BudgetExceeded, TextgradError
 from textgrad_core.optimizers.base import Optimizer
+from textgrad_core.phases import PHASES, PhaseClock  # noqa: F401  (PHASES re-exported)
+from textgrad_core.rollouts import EvalResult, FailureCount, FailureShareExceeded, Rollouts
 from textgrad_core.rundir import RunDir
+from textgrad_core.steps import PlainStep, RunRecorder, StepContext, StepPolicy
 from textgrad_core.task import Example, Splits, Task
-from textgrad_core.variable import Parameter, ParameterSet, ParameterVersion, Tape
+from textgrad_core.variable import ParameterSet
 
-if TYPE_CHECKING:
-    from textgrad_core.search import CandidateSearch
-
-PHASES = ("forward", "credit", "optimizer", "validation", "test")
+SIM_NOTICE = ("SIMULATION: scores come from the offline simulator engine, a test and demo device; "
+              "they are not LLM results.")
 
 
 class TrainerConfig(BaseModel):
-    """How long to train and how to accept updates."""
+    """How long to train, in which order, and how to accept updates."""
 
     model_config = ConfigDict(extra="forbid")
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=3, ge=1)
     max_steps: int | None = Field(default=None, ge=0)
-    val_size: int | None = None  # evaluate on the first n validation examples (None: all)
-    test_size: int | None = None
+    val_size: int | None = Field(default=None, ge=1)  # evaluate on the first n validation examples (None: all)
+    test_size: int | None = Field(default=None, ge=1)
     seed: int = 0
-    accept: str = "not_worse"  # "not_worse" (TextGrad's rule) or "better"
+    accept: Literal["not_worse", "better"] = "not_worse"  # not_worse: TextGrad's rule (ties kept)
     eval_test: bool = True
     progress: bool = True
-
-
-@dataclass
-class EvalResult:
-    """Mean score on a split and the score of every example."""
-
-    split: str
-    score: float
-    scores: dict[str, float]
-
-
-@dataclass
-class PhaseStats:
-    """Calls, tokens, cost and wall time spent in one phase, summed over the run."""
-
-    usage: UsageTotals = field(default_factory=UsageTotals)
-    wall_s: float = 0.0
-
-    def row(self) -> dict[str, Any]:
-        u = self.usage
-        return {"calls": u.calls - u.cache_hits, "cache_hits": u.cache_hits, "input_tokens": u.input_tokens,
-                "output_tokens": u.output_tokens, "cost_usd": round(u.cost_usd, 6), "wall_s": round(self.wall_s, 3)}
+    shuffle: bool = True  # False: the training split in its stored order, every epoch
+    val_every: int = Field(default=1, ge=0)  # validate (and gate) every k steps; 0: never
+    max_failed_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
 
 
 class Trainer:
-    """Optimizes a task's parameters with an injected credit strategy and optimizer."""
+    """Optimizes a task's parameters with an injected credit strategy, optimizer and step policy."""
 
     def __init__(self, task: Task, engines: EngineSet, credit: CreditAssigner, optimizer: Optimizer,
                  config: TrainerConfig | None = None, run: RunDir | None = None, splits: Splits | None = None,
-                 on_step: Callable[[dict[str, Any]], None] | None = None, search: "CandidateSearch | None" = None):
+                 on_step: Callable[[dict[str, Any]], None] | None = None, search: StepPolicy | None = None):
         self.task = task
         self.engines = engines
         self.credit = credit
         self.optimizer = optimizer
-        self.search = search  # when set, each step's update comes from candidate search around the optimizer
         self.config = config or TrainerConfig()
+        self.policy: StepPolicy = search if search is not None else PlainStep(self.config.val_every)
+        self.search = search
         self.run = run
         self.splits = splits or task.load_splits()
         self.params = ParameterSet(task.initial_parameters())
-        self.phases = {p: PhaseStats() for p in PHASES}
+        self.clock = PhaseClock(engines.ledger)
+        self.failures = FailureCount(self.config.max_failed_fraction)
+        self.log = RunRecorder(run)
+        self.rollouts = Rollouts(task, engines, self.params, self.failures, on_failure=self.log.event)
         self.on_step = on_step
         self.history: list[dict[str, Any]] = []
+        self.initial: EvalResult | None = None
+        self.initial_values: dict[str, Any] = self.params.values()
+        self.completed_steps = 0
+        self._wall_before = 0.0  # wall time of earlier attempts of a resumed run
 
-    # ---- phases and accounting --------------------------------------------------------------
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Attribute every call and second spent inside to `name`."""
-        before, start = self.engines.ledger.total(), time.perf_counter()
-        try:
-            yield
-        finally:
-            stats = self.phases[name]
-            stats.usage = stats.usage.plus(self.engines.ledger.total().minus(before))
-            stats.wall_s += time.perf_counter() - start
+    @property
+    def phases(self):
+        return self.clock.stats
 
-    # ---- forward and evaluation -------------------------------------------------------------
-    async def run_example(self, example: Example, role: str = "forward") -> ExampleTrace:
-        """One traced forward pass and its loss, recorded on a tape of its own."""
-        engines = _RoleSwap(self.engines, role) if role != "forward" else self.engines
-        with Tape(example.id) as tape:
-            output = await self.task.forward(example, self.params, engines)
-            loss = await self.task.loss(output, example, engines)
-        return ExampleTrace(example.id, output, loss, Graph(tape.variables + [output, loss]))
+    def context(self) -> StepContext:
+        return StepContext(self.rollouts, self.params, self.credit, self.optimizer, self.engines, self.clock,
+                           self.log, self.val_examples(), self.config.accept)
 
-    async def evaluate(self, examples: list[Example], split: str) -> EvalResult:
-        """Mean score on `examples`; uses the eval engine, and nothing evaluated here reaches credit or optimizer."""
-        traces = await asyncio.gather(*(self.run_example(e, role="eval") for e in examples))
-        scores = {t.example_id: t.score for t in traces}
-        return EvalResult(split, sum(scores.values()) / max(len(scores), 1), scores)
-
+    # ---- splits and batches -----------------------------------------------------------------------
     def val_examples(self) -> list[Example]:
         """The validation examples used to accept updates."""
         return self.splits.val[: self.config.val_size] if self.config.val_size else self.splits.val
 
-    def _test(self) -> list[Example]:
+    def test_examples(self) -> list[Example]:
         return self.splits.test[: self.config.test_size] if self.config.test_size else self.splits.test
 
     def batches(self) -> list[list[Example]]:
-        """The minibatches of every epoch, shuffled with the run's seed."""
+        """The minibatches of every epoch: shuffled with the run's seed, or in stored order (shuffle=false)."""
         rng = random.Random(self.config.seed)
         out: list[list[Example]] = []
         for _ in range(self.config.epochs):
             order = list(self.splits.train)
-            rng.shuffle(order)
+            if self.config.shuffle:
+                rng.shuffle(order)
             out += [order[i:i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
         return out[: self.config.max_steps] if self.config.max_steps is not None else out
 
-    @contextmanager
-    def using_values(self, values: dict[str, Any]) -> Iterator[None]:
-        """Give the parameters other values while evaluating them (no version is recorded), then restore them."""
-        saved = self.params.values()
-        try:
-            for p in self.params:
-                p.value = values[p.id]
-            yield
-        finally:
-            for p in self.params:
-                p.value = saved[p.id]
+    # ---- checkpoint and resume --------------------------------------------------------------------
+    def state(self, wall_s: float) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly where this one is now."""
+        return {"format": ckpt.FORMAT, "step": self.completed_steps, "simulated": self.engines.simulated,
+                "initial": self.initial.state() if self.initial else None, "initial_values": self.initial_values,
+                "parameters": ckpt.parameters_state(self.params), "policy": self.policy.state(),
+                "optimizer": ckpt.object_state(self.optimizer), "credit": ckpt.object_state(self.credit),
+                "history": self.history, "phases": self.clock.state(), "failures": self.failures.state(),
+                "ledger": self.engines.ledger.state(), "wall_s": wall_s,
+                "logs": self.run.offsets() if self.run else {}}
 
-    # ---- one step -----------------------------------------------------------------------------
-    async def forward_and_credit(self, step: int, batch: list[Example]) -> tuple[float, CreditResult]:
-        """Forward passes on the minibatch and credit assignment; returns the mean train score and the credit."""
-        with self.phase("forward"):
-            traces = await asyncio.gather(*(self.run_example(e) for e in batch))
-        train_score = sum(t.score for t in traces) / len(traces)
-        params = list(self.params)
-        with self.phase("credit"):
-            credit = await self.credit.assign(list(traces), params, self.engines["credit"])
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint written by `state` (the run log is cut back to it by RunDir)."""
+        if state.get("format") != ckpt.FORMAT:
+            raise TextgradError(f"checkpoint format {state.get('format')} is not {ckpt.FORMAT}; start a new run")
+        ckpt.restore_parameters(self.params, state["parameters"])
+        self.initial = EvalResult.from_state(state["initial"])
+        self.initial_values = state["initial_values"]
+        self.policy.start(self.context(), self.initial)
+        self.policy.load_state(state["policy"])
+        ckpt.restore_object(self.optimizer, state["optimizer"])
+        ckpt.restore_object(self.credit, state["credit"])
+        self.history = list(state["history"])
+        self.clock.load_state(state["phases"])
+        self.failures.load_state(state["failures"])
+        self.engines.ledger.load_state(state["ledger"])
+        self.completed_steps = int(state["step"])
+        self._wall_before = float(state["wall_s"])
+
+    def _checkpoint(self, start: float) -> None:
         if self.run:
-            for pid, items in credit.feedback.items():
-                for item in items:
-                    self.run.gradients.write({"step": step, "param": pid, "example": item.example_id, "feedback": item.text,
-                                              "strategy": credit.strategy})
-            if credit.trace is not None:
-                self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy})
-        return train_score, credit
-
-    async def step(self, step: int, batch: list[Example], best_val: float) -> tuple[float, dict[str, Any]]:
-        """Forward, credit, update and validate; revert the update if validation got worse."""
-        if self.search is not None:
-            return await self.search.step(self, step, batch, best_val)
-        before = self.params.versions()
-        train_score, credit = await self.forward_and_credit(step, batch)
-        params = list(self.params)
-        with self.phase("optimizer"):
-            updates = await self.optimizer.step(params, credit, self.engines["optimizer"], step,
-                                                events=self.run.events if self.run else None)
-        changed = [p for p in params if p.version != before[p.id]]
-        for p in changed:
-            for entry in p.history:
-                if entry.version > before[p.id]:
-                    self.log_version(p, entry)
-        val = best_val
-        decision = "no change"
-        if changed:
-            with self.phase("validation"):
-                val = (await self.evaluate(self.val_examples(), "val")).score
-            worse = val < best_val if self.config.accept == "not_worse" else val <= best_val
-            if worse:
-                rule = "<" if self.config.accept == "not_worse" else "is not above"
-                self.revert_changes(before, step, f"revert: validation {val:.3f} {rule} best {best_val:.3f}")
-                decision = "reverted"
-            else:
-                decision = "accepted"
-        record = {"step": step, "train_score": round(train_score, 4), "val_score": round(val, 4),
-                  "best_val": round(max(best_val, val) if decision == "accepted" else best_val, 4), "decision": decision,
-                  "updates": [u.__dict__ for u in updates], "batch": [e.id for e in batch], "credit": credit.strategy,
-                  "credit_details": credit.details}
-        return (val if decision == "accepted" else best_val), record
-
-    def revert_changes(self, before: dict[str, int], step: int, reason: str) -> list[str]:
-        """Restore every parameter whose version moved since `before`; the reverts are logged as new versions."""
-        reverted = []
-        for p in self.params:
-            if p.version != before[p.id]:
-                self.log_version(p, p.revert_to(before[p.id], step, reason=reason))
-                reverted.append(p.id)
-        return reverted
-
-    def log_version(self, param: Parameter, entry: ParameterVersion) -> None:
-        """Write one parameter version to the run log."""
-        if self.run:
-            self.run.parameter_version(param, entry)
-
-    def _checkpoint(self, step: int, best_val: float) -> None:
-        if self.run:
-            state = {"step": step, "best_val": best_val, "simulated": self.run.simulated,
-                     "parameters": {p.id: {"value": p.value, "version": p.version,
-                                           "history": [h.__dict__ for h in p.history]} for p in self.params}}
-            if self.search is not None:
-                state["search"] = self.search.state()
-            self.run.checkpoint(state)
+            self.run.checkpoint(self.state(self._wall_before + time.perf_counter() - start))
 
     # ---- the loop -----------------------------------------------------------------------------
     async def train(self) -> dict[str, Any]:
-        """Run every step, then evaluate on test; returns (and writes) the summary."""
+        """Run every remaining step, then evaluate on test; returns the summary (also written when there is a run)."""
         start = time.perf_counter()
+        stop: tuple[str, str] | None = None  # (status, reason)
+        error = None
+        test = initial_test = None
+        final_val: float | None = None
+        try:
+            if self.initial is None:
+                await self._initial_evaluation()
+                self._checkpoint(start)
+            batches = self.batches()
+            with _progress(self.config.progress, len(batches), self.engines.simulated,
+                           self.completed_steps) as advance:
+                for step, batch in enumerate(batches, 1):
+                    if step <= self.completed_steps:
+                        continue
+                    before = self.params.versions()
+                    try:
+                        record = await self.policy.step(self.context(), step, batch)
+                    except BaseException as exc:
+                        # An update the step had not finished validating is never left in place.
+                        reverted = self.context().revert_to(before, step, f"revert: {_why_stopped(exc)} before the "
+                                                                          "step finished")
+                        self.log.event({"kind": "step_interrupted", "step": step, "reason": _why_stopped(exc),
+                                        "reverted": reverted})
+                        raise
+                    self.completed_steps = step
+                    record["n_failed"] = sum(len(v) for v in record.get("failed", {}).values())
+                    self._emit(record)
+                    self._checkpoint(start)
+                    advance(self.policy.best.score)
+            final_val = await self._final_validation()
+            if self.config.eval_test:
+                initial_test, test = await self._test()
+        except BudgetExceeded as exc:
+            stop = ("stopped", str(exc))
+        except FailureShareExceeded as exc:
+            stop = ("stopped", str(exc))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._finish(("stopped", "interrupted"), None, start, None, None, None)
+            raise
+        except TextgradError as exc:
+            stop, error = ("failed", str(exc)), str(exc)
+        except Exception as exc:  # a bug: the summary says so, then the traceback follows
+            self._finish(("failed", f"{type(exc).__name__}: {exc}"), f"{type(exc).__name__}: {exc}", start, None,
+                         None, None)
+            raise
+        if stop is not None:
+            if self.run:
+                self.run.events.write({"kind": "run_stopped", "status": stop[0], "reason": stop[1]})
+            return self._finish(stop, error, start, None, None, None)
+        return self._finish(("completed", None), None, start, final_val, initial_test, test)
+
+    async def _initial_evaluation(self) -> None:
         if self.run:
             for p in self.params:
-                self.log_version(p, p.history[0])
-        with self.phase("validation"):
-            initial = await self.evaluate(self.val_examples(), "val")
-        initial_val = initial.score
-        if self.search is not None:
-            self.search.start(self.params.values(), initial.scores)
-        initial_params = self.params.values()
-        best_val = initial_val
-        stopped = None
-        batches = self.batches()
-        self._emit({"step": 0, "val_score": round(initial_val, 4), "best_val": round(initial_val, 4), "decision": "initial"})
-        with _progress(self.config.progress, len(batches), self.engines.simulated) as advance:
-            for step, batch in enumerate(batches, 1):
-                before = self.params.versions()
-                try:
-                    best_val, record = await self.step(step, batch, best_val)
-                except BudgetExceeded as exc:
-                    stopped = str(exc)
-                    # An update the budget stopped before validation finished is never left in place.
-                    reverted = self.revert_changes(before, step, "revert: budget exhausted before validation")
-                    if self.run:
-                        self.run.events.write({"kind": "budget_exceeded", "step": step, "message": stopped,
-                                               "reverted": reverted})
-                        self._checkpoint(step, best_val)
-                    break
-                self._emit(record)
-                self._checkpoint(step, best_val)
-                advance(best_val)
-        test = initial_test = None
-        if self.config.eval_test and stopped is None:
-            with self.phase("test"):
-                test = (await self.evaluate(self._test(), "test")).score
-                if self.params.values() == initial_params:
-                    initial_test = test  # nothing was accepted: the same prompts would be scored twice
-                else:
-                    with self.using_values(initial_params):  # score the initial parameters on test too
-                        initial_test = (await self.evaluate(self._test(), "test")).score
-        return self._summary(initial_val, best_val, initial_test, test, time.perf_counter() - start, stopped)
+                self.log.version(p, p.history[0])
+        with self.clock.phase("validation", step=0, split="val"):
+            self.initial = await self.rollouts.evaluate(self.val_examples(), "val")
+        self.policy.start(self.context(), self.initial)
+        self._emit({"step": 0, "val_score": round(self.initial.score, 4), "best_val": round(self.initial.score, 4),
+                    "decision": "initial", "n_val_scored": self.initial.n, "n_failed": len(self.initial.failed),
+                    "failed": {"val": self.initial.failed}})
+
+    async def _final_validation(self) -> float:
+        """The validation score of the final values: the incumbent's, or a fresh evaluation after unvalidated steps."""
+        last = self.history[-1]["decision"] if self.history else "initial"
+        if last != "not validated":
+            return self.policy.best.score
+        with self.clock.phase("validation", step=self.completed_steps, split="val"):
+            return (await self.rollouts.evaluate(self.val_examples(), "val")).score
+
+    async def _test(self) -> tuple[float, float]:
+        with self.clock.phase("test", step=self.completed_steps, split="test"):
+            test = (await self.rollouts.evaluate(self.test_examples(), "test")).score
+            if self.params.values() == self.initial_values:
+                return test, test  # nothing was accepted: the same prompts would be scored twice
+            initial = (await self.rollouts.evaluate(self.test_examples(), "test", self.initial_values)).score
+        return initial, test
 
     def _emit(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -263,52 +224,69 @@ class Trainer:
         if self.on_step:
             self.on_step(record)
 
-    def _summary(self, initial_val: float, final_val: float, initial_test: float | None, test: float | None,
-                 wall_s: float, stopped: str | None) -> dict[str, Any]:
-        total = self.engines.ledger.total()
-        summary = {
-            "task": self.task.name,
-            "simulated": self.engines.simulated,
-            "notice": ("SIMULATION: scores come from the offline simulator engine, a test and demo device; "
-                       "they are not LLM results.") if self.engines.simulated else None,
-            "engines": self.engines.describe(),
-            "credit": self.credit.name,
-            "optimizer": self.optimizer.name,
-            "search": self.search.describe() if self.search is not None else None,
-            "splits": {"train": len(self.splits.train), "val": len(self.val_examples()), "test": len(self._test())},
-            "steps": len([h for h in self.history if h.get("step", 0) > 0]),
-            "val": {"initial": round(initial_val, 4), "final": round(final_val, 4)},
-            "test": {"initial": None if initial_test is None else round(initial_test, 4),
-                     "final": None if test is None else round(test, 4)},
-            "usage": {"calls": total.calls - total.cache_hits, "cache_hits": total.cache_hits,
-                      "input_tokens": total.input_tokens, "output_tokens": total.output_tokens,
-                      "cost_usd": round(total.cost_usd, 6), "unpriced_models": sorted(self.engines.ledger.prices.unpriced)},
-            "phases": {name: stats.row() for name, stats in self.phases.items()},
-            "by_role": {r: u.model_dump() for r, u in self.engines.ledger.by_role().items()},
-            "wall_s": round(wall_s, 3),
-            "stopped": stopped,
-            "parameters": {p.id: {"version": p.version, "value": p.value} for p in self.params},
-        }
+    # ---- the summary --------------------------------------------------------------------------
+    def _finish(self, status: tuple[str, str | None], error: str | None, start: float, final_val: float | None,
+                initial_test: float | None, test: float | None) -> dict[str, Any]:
+        summary = self.summary(status[0], status[1], error, self._wall_before + time.perf_counter() - start,
+                               final_val, initial_test, test)
         if self.run:
             self.run.summary(summary)
         return summary
 
+    def summary(self, status: str, stop_reason: str | None, error: str | None, wall_s: float,
+                final_val: float | None = None, initial_test: float | None = None,
+                test: float | None = None) -> dict[str, Any]:
+        """The run's summary as it stands: status, scores, usage and cost so far, per phase and role."""
+        total = self.engines.ledger.total()
+        unpriced = self.engines.ledger.unpriced_models()
+        initial_val = self.initial.score if self.initial else None
+        best = self.policy.best.score if self.initial else None
+        return {
+            "status": status,
+            "stop_reason": stop_reason,
+            "error": error,
+            "run_id": self.run.run_id if self.run else None,
+            "task": self.task.name,
+            "simulated": self.engines.simulated,
+            "notice": SIM_NOTICE if self.engines.simulated else None,
+            "engines": self.engines.describe(),
+            "credit": self.credit.name,
+            "optimizer": self.optimizer.name,
+            "search": self.search.describe() if self.search is not None else None,
+            "splits": {"train": len(self.splits.train), "val": len(self.val_examples()),
+                       "test": len(self.test_examples())},
+            "steps": self.completed_steps,
+            "val": {"initial": _round(initial_val), "final": _round(final_val if final_val is not None else best)},
+            "test": {"initial": _round(initial_test), "final": _round(test)},
+            "usage": {"calls": total.calls - total.cache_hits, "cache_hits": total.cache_hits,
+                      "input_tokens": total.input_tokens, "output_tokens": total.output_tokens,
+                      "cost_usd": round(total.cost_usd, 6), "unpriced_models": unpriced},
+            "phases": self.clock.rows(),
+            "by_role": {r: u.model_dump() for r, u in self.engines.ledger.by_role().items()},
+            "failures": {"example_passes": self.failures.passes, "failed_passes": self.failures.failed,
+                         "calls": self.engines.ledger.faults()},
+            "wall_s": round(wall_s, 3),
+            "parameters": {p.id: {"version": p.version, "value": p.value} for p in self.params},
+            "run_dir": str(self.run.path) if self.run else None,
+        }
 
-class _RoleSwap:
-    """An EngineSet view whose forward role is served by another role's engine (evaluation uses `eval`)."""
 
-    def __init__(self, engines: EngineSet, role: str):
-        self._engines = engines
-        self._role = role
-        self.ledger = engines.ledger
-        self.simulated = engines.simulated
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
 
-    def __getitem__(self, role: str):
-        return self._engines[self._role if role == "forward" else role]
+
+def _why_stopped(exc: BaseException) -> str:
+    if isinstance(exc, BudgetExceeded):
+        return "budget exhausted"
+    if isinstance(exc, FailureShareExceeded):
+        return "too many failed passes"
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
+        return "interrupted"
+    return f"error ({type(exc).__name__})"
 
 
 @contextmanager
-def _progress(enabled: bool, total: int, simulated: bool) -> Iterator[Callable[[float], None]]:
+def _progress(enabled: bool, total: int, simulated: bool, done: int = 0) -> Iterator[Callable[[float], None]]:
     if not enabled:
         yield lambda best: None
         return
@@ -317,5 +295,5 @@ def _progress(enabled: bool, total: int, simulated: bool) -> Iterator[Callable[[
     label = "[yellow]SIMULATION[/] training" if simulated else "training"
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("best val {task.fields[best]}"),
                   TimeElapsedColumn(), transient=False) as bar:
-        task_id = bar.add_task("train", total=total, best="-")
+        task_id = bar.add_task("train", total=total, completed=done, best="-")
         yield lambda best: bar.update(task_id, advance=1, best=f"{best:.3f}")

@@ -211,3 +211,20 @@ class Ledger:
         """One row per (role, provider, model), for summaries."""
         with self._lock:
             return [dict(role=r, provider=p, model=m, **row.model_dump()) for (r, p, m), row in sorted(self._rows.items())]
+
+    def state(self) -> dict:
+        """Everything counted so far, for a checkpoint (a resumed run goes on counting from here)."""
+        with self._lock:
+            return {"rows": [[r, p, m, row.model_dump()] for (r, p, m), row in sorted(self._rows.items())],
+                    "phases": {k: v.model_dump() for k, v in self._phases.items()},
+                    "faults": {k: dict(v) for k, v in self._faults.items()}}
+
+    def load_state(self, state: dict) -> None:
+        """Put back what `state()` saved."""
+        with self._lock:
+            self._rows = defaultdict(UsageTotals, {(r, p, m): UsageTotals.model_validate(row)
+                                                   for r, p, m, row in state["rows"]})
+            self._phases = defaultdict(UsageTotals, {k: UsageTotals.model_validate(v)
+                                                     for k, v in state.get("phases", {}).items()})
+            for kind, counts in state.get("faults", {}).items():
+                self._faults[kind] = defaultdict(int, counts)
