@@ -33,7 +33,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.sandbox import SandboxLimits, acall_function
-from textgrad_core.task import Example, SimWorld, Splits, Task
+from textgrad_core.task import Example, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
 
 
@@ -247,6 +247,9 @@ async def play_in_sandbox(reason: Variable, act: Variable, game: Variable, ships
                     role="record of the game: every shot fired (in order), the first plans and any error")
 
 
+BOARD_SEEDS = 1_000_000  # boards are drawn without replacement from this many seeds
+
+
 class BattleshipTask(Task):
     """Sink a hidden fleet within a shot budget with trainable reason/act functions; the score is the hit rate."""
 
@@ -255,8 +258,8 @@ class BattleshipTask(Task):
     def __init__(self, seed: int = 0, size: int = 8, fleet: list[int] | tuple[int, ...] = (4, 3, 3, 2),
                  budget: int = 32, n_train: int = 5, n_val: int = 5, n_test: int = 10, timeout_s: float = 10.0,
                  log_turns: int = 3):
-        if min(n_train, n_val, n_test) < 1 or budget < 1:
-            raise ConfigError("battleship needs budget, n_train, n_val and n_test of at least 1.")
+        for option, value in (("budget", budget), ("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            check_size(option, value)
         self.seed, self.size, self.fleet, self.budget = seed, size, tuple(fleet), budget
         self.n_train, self.n_val, self.n_test, self.log_turns = n_train, n_val, n_test, log_turns
         self.limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s)))
@@ -266,7 +269,9 @@ class BattleshipTask(Task):
     def load_splits(self) -> Splits:
         """Board seeds drawn from `seed`: the first n_train train, the next n_val validation, the rest test."""
         n = self.n_train + self.n_val + self.n_test
-        board_seeds = random.Random(self.seed).sample(range(1_000_000), n)
+        check_fits({"n_train": self.n_train, "n_val": self.n_val, "n_test": self.n_test}, BOARD_SEEDS,
+                   "battleship's pool of board seeds")
+        board_seeds = random.Random(self.seed).sample(range(BOARD_SEEDS), n)
         rows = [Example(id=f"battleship-{s}", target={"ships": place_fleet(s, self.size, self.fleet)},
                         input={"board_id": f"board-{s}", "size": self.size, "fleet": list(self.fleet),
                                "budget": self.budget}) for s in board_seeds]

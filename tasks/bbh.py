@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tasks.bbh_data import SUBTASKS, load_bbh
+from tasks.bbh_data import SUBTASKS, split_bbh
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, call_code, traced
 from textgrad_core.sandbox import SandboxLimits
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 SLOT = "{question}"
@@ -82,6 +82,8 @@ class BBHTask(Task):
                  n_val: int = 5, timeout_s: float = 5.0):
         if data_dir is None and subtask not in SUBTASKS:
             raise ConfigError(f"Unknown BBH sub-task '{subtask}'. Known sub-tasks: {', '.join(SUBTASKS)}.")
+        check_size("n_train", n_train)
+        check_size("n_val", n_val)
         self.subtask = subtask
         self.data_dir = data_dir
         self.n_train = n_train
@@ -92,9 +94,7 @@ class BBHTask(Task):
 
     def load_splits(self) -> Splits:
         """Trace's split of a sub-task: the first 15 examples train, the next 5 validation, the rest test."""
-        rows = load_bbh(self.subtask, self.data_dir)
-        a, b = self.n_train, self.n_train + self.n_val
-        return Splits(train=rows[:a], val=rows[a:b], test=rows[b:])
+        return split_bbh(self.subtask, self.data_dir, self.n_train, self.n_val)
 
     def initial_parameters(self) -> list[Parameter]:
         return [

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tasks.bbh_data import load_bbh
+from tasks.bbh_data import split_bbh
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, traced
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 INITIAL_INSTRUCTION = (
@@ -45,15 +45,15 @@ class WordSortingTask(Task):
     description = "BIG-Bench Hard word sorting (TextGrad split: 50 train / 100 val / 100 test)."
 
     def __init__(self, data_dir: str | None = None, n_train: int = 50, n_val: int = 100):
+        check_size("n_train", n_train)
+        check_size("n_val", n_val)
         self.data_dir = data_dir
         self.n_train = n_train
         self.n_val = n_val
 
     def load_splits(self) -> Splits:
         """TextGrad's split of the 250 examples: first 50 train, next 100 validation, the rest test."""
-        rows = load_bbh("word_sorting", self.data_dir)
-        a, b = self.n_train, self.n_train + self.n_val
-        return Splits(train=rows[:a], val=rows[a:b], test=rows[b:])
+        return split_bbh("word_sorting", self.data_dir, self.n_train, self.n_val)
 
     def initial_parameters(self) -> list[Parameter]:
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",

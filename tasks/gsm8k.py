@@ -20,7 +20,8 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, LLMCall, traced
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import (DataError, Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size,
+                                display_path, read_jsonl)
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 DATA_DIR = Path(__file__).parent / "data" / "gsm8k"
@@ -190,19 +191,18 @@ def gsm8k_metric(prediction: Any, example: Example) -> MetricResult:
 
 # ---- data --------------------------------------------------------------------------------------
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
-def _read_hf(paths: dict[str, Path], cache_dir: str | None) -> dict[str, list[dict[str, Any]]]:
+def _read_hf(paths: dict[str, Path], cache_dir: str | None) -> dict[str, list[tuple[int, dict[str, Any]]]]:
     try:
         import datasets
     except ImportError as exc:
         raise ConfigError("task.loader=hf needs the Hugging Face 'datasets' package: pip install datasets "
                           "(or pip install 'textgrad-core[data]'), or use task.loader=json.") from exc
+    for path in paths.values():  # datasets' own error on a bad line names neither file nor line
+        read_jsonl(path)
     loaded = datasets.load_dataset("json", data_files={k: str(p) for k, p in paths.items()}, cache_dir=cache_dir)
-    return {split: [dict(row) for row in loaded[split]] for split in paths}
+    return {split: [(i + 1, dict(row)) for i, row in enumerate(loaded[split])] for split in paths}
 
 
 def final_answer(solution: str) -> str:
@@ -222,19 +222,21 @@ def load_gsm8k(data_dir: str | Path | None = None, loader: str = "json",
             raise ConfigError(f"GSM8K file {path} not found: point task.data_dir at a directory holding train.jsonl "
                               "and test.jsonl (one {\"question\", \"answer\"} object per line), or leave it null.")
     if loader == "json":
-        rows = {split: _read_jsonl(path) for split, path in paths.items()}
+        rows = {split: read_jsonl(path) for split, path in paths.items()}
     elif loader == "hf":
         rows = _read_hf(paths, hf_cache_dir)
     else:
         raise ConfigError(f"Unknown task.loader '{loader}': use 'json' (plain reader) or 'hf' (Hugging Face datasets).")
-    out = {}
+    out: dict[str, list[Example]] = {}
     for split, items in rows.items():
-        try:
-            out[split] = [Example(id=f"gsm8k-{split}-{i}", input=r["question"], target=final_answer(r["answer"]),
-                                  meta={"solution": r["answer"]}) for i, r in enumerate(items)]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{paths[split]} is not a GSM8K file (lines of {{\"question\", \"answer\": "
-                              f"\"... #### <number>\"}}): {exc}") from exc
+        out[split] = []
+        for i, (line, r) in enumerate(items):
+            try:
+                out[split].append(Example(id=f"gsm8k-{split}-{i}", input=r["question"],
+                                          target=final_answer(r["answer"]), meta={"solution": r["answer"]}))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise DataError(f"{display_path(paths[split])} line {line} is not a GSM8K file line (an object with "
+                                f"\"question\" and \"answer\": \"... #### <number>\"): {exc!r}.") from None
     return out
 
 
@@ -251,6 +253,9 @@ class GSM8KTask(Task):
                  n_train: int = 200, n_val: int = 300, test_size: int | None = None, use_calculator: bool = False):
         if loader not in ("json", "hf"):
             raise ConfigError(f"Unknown task.loader '{loader}': use 'json' (plain reader) or 'hf' (Hugging Face datasets).")
+        check_size("n_train", n_train)
+        check_size("n_val", n_val)
+        check_size("test_size", test_size, optional=True)
         self.data_dir = data_dir
         self.loader = loader
         self.hf_cache_dir = hf_cache_dir
@@ -267,9 +272,11 @@ class GSM8KTask(Task):
         train, test = list(data["train"]), list(data["test"])
         random.Random(0).shuffle(train)
         random.Random(0).shuffle(test)
+        directory = Path(self.data_dir) if self.data_dir else DATA_DIR
+        check_fits({"n_train": self.n_train, "n_val": self.n_val}, len(train), display_path(directory / "train.jsonl"))
+        if self.test_size is not None:
+            check_fits({"test_size": self.test_size}, len(test), display_path(directory / "test.jsonl"))
         a, b = self.n_train, self.n_train + self.n_val
-        if b > len(train):
-            raise ConfigError(f"n_train + n_val = {b} exceeds the {len(train)} GSM8K training examples.")
         return Splits(train=train[:a], val=train[a:b], test=test[: self.test_size] if self.test_size else test)
 
     def initial_parameters(self) -> list[Parameter]:

@@ -20,7 +20,8 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, traced
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import (DataError, Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size,
+                                display_path, read_json)
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 DATA_PATH = Path(__file__).parent / "data" / "hotpotqa" / "dev_distractor_first53.json"
@@ -190,18 +191,21 @@ def load_hotpotqa(path: str | Path | None = None) -> list[Example]:
     if not file.exists():
         raise ConfigError(f"HotpotQA file {file} not found: point task.data_path at a HotpotQA JSON file in the "
                           "distractor format (e.g. hotpot_dev_distractor_v1.json), or leave it null.")
-    try:
-        rows = json.loads(file.read_text(encoding="utf-8"))
-        out = []
-        for r in rows:
+    rows = read_json(file)
+    if not isinstance(rows, list):
+        raise DataError(f"{display_path(file)} is not a HotpotQA file: it needs a list of {{'_id', 'question', "
+                        "'answer', 'supporting_facts', 'context'}.")
+    out = []
+    for i, r in enumerate(rows):
+        try:
             supporting = list(dict.fromkeys(title for title, _ in r["supporting_facts"]))
             out.append(Example(id=f"hotpotqa-{r['_id']}", input=r["question"], target=r["answer"],
                                meta={"passages": [format_passage(t, s) for t, s in r["context"]],
                                      "supporting_titles": supporting, "type": r.get("type"), "level": r.get("level")}))
-        return out
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{file} is not a HotpotQA file (a list of {{'_id', 'question', 'answer', "
-                          f"'supporting_facts', 'context'}}): {exc}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DataError(f"{display_path(file)} record {i}: not a HotpotQA record (an object with '_id', "
+                            f"'question', 'answer', 'supporting_facts', 'context'): {exc!r}.") from None
+    return out
 
 
 # ---- the task ----------------------------------------------------------------------------------
@@ -219,6 +223,9 @@ class HotpotQARAGTask(Task):
             raise ConfigError(f"Unknown task.score '{score}': use 'em' (exact match) or 'f1' (token F1).")
         if k < 1:
             raise ConfigError(f"task.k must be at least 1 (passages retrieved per hop), not {k}.")
+        check_size("n_train", n_train)
+        check_size("n_val", n_val)
+        check_size("n_test", n_test, optional=True)
         self.data_path = data_path
         self.n_train = n_train
         self.n_val = n_val
@@ -233,11 +240,14 @@ class HotpotQARAGTask(Task):
         rows = load_hotpotqa(self.data_path)
         if self.seed is not None:
             random.Random(self.seed).shuffle(rows)
+        sizes = {"n_train": self.n_train, "n_val": self.n_val}
+        if self.n_test is not None:
+            sizes["n_test"] = self.n_test
+        check_fits(sizes, len(rows), display_path(Path(self.data_path) if self.data_path else DATA_PATH),
+                   rest="" if self.n_test is not None else "test",
+                   hint="or point task.data_path at the full dev set (hotpot_dev_distractor_v1.json)")
         a, b = self.n_train, self.n_train + self.n_val
-        c = max(b, len(rows)) if self.n_test is None else b + self.n_test
-        if c > len(rows):
-            raise ConfigError(f"n_train + n_val (+ n_test) = {c} exceeds the {len(rows)} examples of the HotpotQA file; "
-                              "cut the sizes or point task.data_path at the full dev set.")
+        c = len(rows) if self.n_test is None else b + self.n_test
         return Splits(train=rows[:a], val=rows[a:b], test=rows[b:c])
 
     def initial_parameters(self) -> list[Parameter]:

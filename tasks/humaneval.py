@@ -33,7 +33,8 @@ from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, LLMCall, traced
 from textgrad_core.sandbox import SandboxLimits, SandboxResult, arun_code, run_code
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import (DataError, Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size,
+                                display_path, read_jsonl)
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 INITIAL_INSTRUCTION = (
@@ -80,21 +81,21 @@ def humaneval_data_file() -> Path:
     return path
 
 
+PROBLEM_KEYS = ("task_id", "prompt", "entry_point", "canonical_solution", "test")
+
+
 def load_problems(path: str | Path | None = None) -> list[dict[str, Any]]:
     """Every problem of the file, in file order: task_id, prompt, entry_point, canonical_solution, test."""
     path = Path(path) if path else humaneval_data_file()
     if not path.exists():
         raise ConfigError(f"HumanEval file {path} does not exist: point task.data_file at HumanEval.jsonl(.gz).")
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        for row in rows:
-            for key in ("task_id", "prompt", "entry_point", "canonical_solution", "test"):
-                row[key]  # noqa: B018  (a missing key is a malformed file)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"{path} is not a HumanEval file (JSON lines with task_id, prompt, entry_point, "
-                          f"canonical_solution, test): {exc}") from exc
+    rows = []
+    for line, row in read_jsonl(path, opener=gzip.open if path.suffix == ".gz" else open):
+        missing = [k for k in PROBLEM_KEYS if k not in row] if isinstance(row, dict) else list(PROBLEM_KEYS)
+        if missing:
+            raise DataError(f"{display_path(path)} line {line}: not a HumanEval problem (missing "
+                            f"{', '.join(missing)}; needs {', '.join(PROBLEM_KEYS)}).")
+        rows.append(row)
     return rows
 
 
@@ -276,7 +277,11 @@ class HumanEvalTask(Task):
         if mode == "instance" and problem is None:
             raise ConfigError("task.mode=instance optimizes one program: choose it with task.problem=HumanEval/<n> "
                               "(or its number).")
+        check_size("n_train", n_train)
+        check_size("n_val", n_val)
         self.mode = mode
+        # Instance mode optimizes one program on its own visible tests: its splits share that problem on purpose.
+        self.allows_split_overlap = mode == "instance"
         self.data_file = data_file or str(humaneval_data_file())
         self.seed, self.n_train, self.n_val = seed, n_train, n_val
         self.refine = refine
@@ -315,6 +320,7 @@ class HumanEvalTask(Task):
             return Splits(train=[self.example(self.problem, "visible")], val=[self.example(self.problem, "visible")],
                           test=[self.example(self.problem, "all")])
         ids = list(self.problems)
+        check_fits({"n_train": self.n_train, "n_val": self.n_val}, len(ids), display_path(self.data_file), rest="test")
         random.Random(self.seed).shuffle(ids)
         a, b = self.n_train, self.n_train + self.n_val
         rows = [self.example(pid) for pid in ids]

@@ -18,7 +18,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 LAYER1_TEMPLATE = """Question:
@@ -93,6 +93,9 @@ class LayeredTask(Task):
                  n_val: int | None = None, test_size: int | None = None):
         if base not in BASES:
             raise ConfigError(f"Unknown task.base '{base}' for the layered task; use one of {', '.join(BASES)}.")
+        check_size("n_train", n_train, optional=True)
+        check_size("n_val", n_val, optional=True)
+        check_size("test_size", test_size, optional=True)
         self.base = base
         cls, self.base_rubric = BASES[base]
         # Unset sizes keep the base task's published split.
@@ -104,6 +107,8 @@ class LayeredTask(Task):
     def load_splits(self) -> Splits:
         """The base task's splits, the test split cut to `test_size` when set."""
         splits = self.base_task.load_splits()
+        if self.test_size is not None:
+            check_fits({"test_size": self.test_size}, len(splits.test), f"the test split of task {self.base}")
         return splits if not self.test_size else Splits(train=splits.train, val=splits.val,
                                                         test=splits.test[: self.test_size])
 

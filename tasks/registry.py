@@ -1,6 +1,7 @@
 """Find a task by name (`task.name=gsm8k`) or by import path (`task._target_=my_pkg.MyTask`)."""
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import Any, Mapping
 
@@ -37,8 +38,8 @@ def _import(target: str) -> Any:
                           "the package is importable (installed, or on PYTHONPATH).") from exc
 
 
-def load_task(config: Mapping[str, Any] | str) -> Task:
-    """Build a task from its config: `name` (plus options) or `_target_` (plus options; `name` is then a label)."""
+def resolve_task(config: Mapping[str, Any] | str) -> tuple[type, dict[str, Any], str]:
+    """The task class a config names, the options for its constructor, and its import target."""
     cfg = {"name": config} if isinstance(config, str) else dict(config)
     target = cfg.pop("_target_", None)
     name = cfg.pop("name", None)
@@ -47,13 +48,27 @@ def load_task(config: Mapping[str, Any] | str) -> Task:
             raise ConfigError(f"No task given: choose one with task=<name> ({', '.join(sorted(TASKS))}) or plug in "
                               "your own with task._target_=your_package.YourTask.")
         if name not in TASKS:
-            raise ConfigError(f"Unknown task '{name}'. Known tasks: {', '.join(sorted(TASKS))}. "
+            close = difflib.get_close_matches(str(name), list(TASKS), n=1)
+            guess = f" — did you mean {close[0]}?" if close else "."
+            raise ConfigError(f"Unknown task '{name}'{guess} Known tasks: {', '.join(sorted(TASKS))}. "
                               "A task of your own plugs in with task._target_=your_package.YourTask.")
         target = TASKS[name]
     cls = _import(target)
+    if not isinstance(cls, type):
+        raise ConfigError(f"'{target}' is not a class: point task._target_ at a subclass of textgrad_core.task.Task.")
     if getattr(cls, "__abstractmethods__", None):
         raise ConfigError(f"'{target}' is not a complete task: define {sorted(cls.__abstractmethods__)} "
                           "(see textgrad_core.task.Task).")
+    if issubclass(cls, Task) and cls.metric is Task.metric and cls.loss is Task.loss:
+        raise ConfigError(f"'{target}' cannot score its outputs: define metric() (or loss()) "
+                          "(see textgrad_core.task.Task).")
+    return cls, cfg, target
+
+
+def load_task(config: Mapping[str, Any] | str) -> Task:
+    """Build a task from its config: `name` (plus options) or `_target_` (plus options; `name` is then a label)."""
+    cls, cfg, target = resolve_task(config)
+    name = config if isinstance(config, str) else config.get("name")
     try:
         task = cls(**cfg)
     except TypeError as exc:

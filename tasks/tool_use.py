@@ -30,10 +30,9 @@ import random
 from typing import Any, Callable
 
 from textgrad_core.engines import EngineSet
-from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, traced
-from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task
+from textgrad_core.task import DataError, Example, RubricItem, SimWorld, Splits, Task, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 # ---- the tools -----------------------------------------------------------------------------------------------------
@@ -228,8 +227,8 @@ class ToolUseTask(Task):
     name = "tool_use"
 
     def __init__(self, seed: int = 0, n_train: int = 30, n_val: int = 30, n_test: int = 60):
-        if min(n_train, n_val, n_test) < 1:
-            raise ConfigError("tool_use needs n_train, n_val and n_test of at least 1.")
+        for option, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+            check_size(option, value)
         self.seed, self.n_train, self.n_val, self.n_test = seed, n_train, n_val, n_test
         self.description = (f"Tool use with trainable tool definitions (generated requests, seed {seed}: "
                             f"{n_train} train / {n_val} val / {n_test} test).")
@@ -388,16 +387,27 @@ def _one_request(kind: str, rng: random.Random) -> tuple[str, str, dict[str, Any
     return text, "calculate", {"expression": expression}, wrong
 
 
+MAX_REPEATS = 5000  # draws in a row that repeat a request already made: that kind has no new requests left
+
+
 def generate_requests(seed: int, n: int) -> list[Example]:
     """`n` unique requests from `seed`, the kinds in turn (any 6 consecutive rows hold one of each), answered by the tools."""
     rng = random.Random(seed)
     rows: list[Example] = []
     seen: set[str] = set()
+    repeats = 0
     while len(rows) < n:
         kind = KINDS[len(rows) % len(KINDS)]
         text, tool, args, wrong = _one_request(kind, rng)
         if text in seen:
+            # Each kind has a finite pool of distinct requests: when one runs dry, stop instead of drawing forever.
+            repeats += 1
+            if repeats > MAX_REPEATS:
+                raise DataError(f"tool_use: seed {seed} yields only {len(rows)} distinct requests (the '{kind}' kind "
+                                f"ran out) but the splits need {n}: lower task.n_train + task.n_val + task.n_test "
+                                f"to at most {len(rows)}.")
             continue
+        repeats = 0
         seen.add(text)
         call = json.dumps({"tool": tool, "args": args})
         rows.append(Example(id="", input=text, target=execute(tool, args),
