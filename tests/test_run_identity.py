@@ -1,8 +1,11 @@
 """One run, one directory: sweeps, simultaneous starts, refusing an existing run; same config -> same requests."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
+from experiments.ls import main as list_runs
 from runs_cli import FAST, popen_cli, records, run_cli, run_dirs
 
 
@@ -71,3 +74,16 @@ def test_the_same_config_sends_identical_requests_alone_and_in_either_order_of_a
     assert reference and requests(tmp_path / "b", "trace") == reference == requests(tmp_path / "c", "trace")
     # the first job of one sweep is the last of the other: its requests do not depend on what ran before either
     assert requests(tmp_path / "b", "semantic") == requests(tmp_path / "c", "semantic")
+
+
+def test_the_listing_shows_each_run_with_its_status(tmp_path):
+    ok = run_cli(tmp_path, "trainer.max_steps=1", *FAST)
+    stopped = run_cli(tmp_path, "trainer.max_steps=1", "budget.max_calls=5", *FAST)
+    assert ok.returncode == 0 and stopped.returncode == 0, stopped.stderr[-2000:]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert list_runs([str(tmp_path / "runs")]) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["status", "run"] and len(lines) == 3
+    assert sorted(line.split()[0] for line in lines[1:]) == ["completed", "stopped"]
+    assert all("(SIMULATION)" in line for line in lines[1:])
