@@ -24,13 +24,16 @@ class EchoTask(Task):
 
     name = "echo"
 
+    def __init__(self, initial: str = "start"):
+        self.initial = initial
+
     def load_splits(self) -> Splits:
         return Splits(train=[Example(id=f"t{i}", input=f"k{i}", target="yes") for i in range(6)],
                       val=[Example(id=f"v{i}", input=f"k{i}", target="yes") for i in range(4)],
                       test=[Example(id="x0", input="k0", target="yes")])
 
     def initial_parameters(self) -> list[Parameter]:
-        return [Parameter(value="start", name="instruction", role="instruction")]
+        return [Parameter(value=self.initial, name="instruction", role="instruction")]
 
     async def forward(self, example, params, engines):
         return await LLMCall(engines["forward"], params["instruction"], name="solve").acall(example.input)
@@ -67,8 +70,9 @@ def trainer(tmp_path, b: ScriptedBackend, **config: Any) -> Trainer:
     run = RunDir(tmp_path / "run", simulated=True)
     engines = EngineSet({"forward": {"provider": "scripted", "model": "m", "cache": {"enabled": False}}}, scripted=b,
                         call_log=run.calls, events=run.events)
-    cfg = TrainerConfig(batch_size=2, progress=False, **config)
-    return Trainer(EchoTask(), engines, Scores(), TGD(), cfg, run=run)
+    initial = config.pop("initial", "start")
+    cfg = TrainerConfig(**{"batch_size": 2, "progress": False, **config})
+    return Trainer(EchoTask(initial), engines, Scores(), TGD(), cfg, run=run)
 
 
 def test_a_task_that_overrides_loss_needs_no_metric(tmp_path):
@@ -131,3 +135,13 @@ def test_accept_rules_on_a_tie(tmp_path, accept, expected):
     t = trainer(tmp_path, backend(["start again"]), max_steps=1, accept=accept)
     asyncio.run(t.train())
     assert t.history[1]["decision"] == expected
+
+
+def test_update_on_errors_skips_credit_and_update_when_the_batch_is_all_right(tmp_path):
+    # Trace's online protocol: one example per step, an update only after a wrong answer.
+    b = backend(["k0 k1"])
+    t = trainer(tmp_path, b, batch_size=1, max_steps=3, shuffle=False, update_on="errors", val_every=0, initial="k0")
+    asyncio.run(t.train())
+    # step 1 (t0, input k0) is right: nothing; step 2 (t1) is wrong: one update; step 3 (t2) wrong again.
+    assert [r["decision"] for r in t.history] == ["initial", "no change", "not validated", "not validated"]
+    assert t.history[1]["credit"] is None and len(b.requests_tagged("optimizer")) == 2

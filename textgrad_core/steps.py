@@ -70,11 +70,15 @@ class StepContext:
     def phase(self, name: str, **context: Any):
         return self.clock.phase(name, **context)
 
-    async def forward_and_credit(self, step: int, batch: list[Example]) -> tuple[EvalResult, CreditResult]:
-        """Forward passes on the minibatch, then credit on the passes that completed."""
+    async def forward_and_credit(self, step: int, batch: list[Example],
+                                 only_errors: bool = False) -> tuple[EvalResult, CreditResult | None]:
+        """Forward passes on the minibatch, then credit on the passes that completed (`only_errors`: no credit,
+        and None, when every completed pass scored 1)."""
         with self.phase("forward", step=step):
             rollouts = await self.rollouts.run(batch, split="train")
         traces = [r.trace for r in rollouts if r.trace is not None]
+        if only_errors and all(t.loss.score is not None and t.loss.score >= 1.0 for t in traces):
+            return summarize(rollouts, "train"), None
         with self.phase("credit", step=step, split="train"):
             credit = await self._assign(traces, step)
         self.log.credit(step, credit)
@@ -171,8 +175,9 @@ class PlainStep:
 
     name = "plain"
 
-    def __init__(self, val_every: int = 1):
+    def __init__(self, val_every: int = 1, update_on: str = "always"):
         self.val_every = val_every
+        self.update_on = update_on  # "errors": a batch the system got all right changes nothing (Trace's protocol)
         self._best: EvalResult | None = None
         self._validated: dict[str, int] = {}  # parameter versions of the last validated incumbent
 
@@ -186,8 +191,8 @@ class PlainStep:
         self._validated = ctx.params.versions()
 
     async def step(self, ctx: StepContext, step: int, batch: list[Example]) -> dict[str, Any]:
-        train, credit = await ctx.forward_and_credit(step, batch)
-        updates = await ctx.update(step, credit)
+        train, credit = await ctx.forward_and_credit(step, batch, only_errors=self.update_on == "errors")
+        updates = await ctx.update(step, credit) if credit is not None else []
         changed = ctx.params.versions() != self._validated
         record: dict[str, Any] = {"step": step, "train_score": round(train.score, 4), "n_train_scored": train.n}
         val: EvalResult | None = None
@@ -210,8 +215,9 @@ class PlainStep:
         record.update({
             "val_score": round(val.score if val is not None else self.best.score, 4),
             "best_val": round(self.best.score, 4), "decision": decision,
-            "updates": [u.__dict__ for u in updates], "batch": [e.id for e in batch], "credit": credit.strategy,
-            "credit_details": credit.details,
+            "updates": [u.__dict__ for u in updates], "batch": [e.id for e in batch],
+            "credit": credit.strategy if credit is not None else None,
+            "credit_details": credit.details if credit is not None else {"skipped": "every example scored 1"},
             "failed": {"train": train.failed, "val": val.failed if val is not None else []},
         })
         return record

@@ -46,6 +46,8 @@ class TrainerConfig(BaseModel):
     shuffle: bool = True  # False: the training split in its stored order, every epoch
     val_every: int = Field(default=1, ge=0)  # validate (and gate) every k steps; 0: never
     max_failed_fraction: float = Field(default=0.25, ge=0.0, le=1.0)
+    # errors: credit and update only when some example of the batch scored below 1 (Trace's online protocol)
+    update_on: Literal["always", "errors"] = "always"
 
 
 class Trainer:
@@ -59,7 +61,7 @@ class Trainer:
         self.credit = credit
         self.optimizer = optimizer
         self.config = config or TrainerConfig()
-        self.policy: StepPolicy = search if search is not None else PlainStep(self.config.val_every)
+        self.policy: StepPolicy = search if search is not None else PlainStep(self.config.val_every, self.config.update_on)
         self.search = search
         self.run = run
         self.splits = splits or task.load_splits()
