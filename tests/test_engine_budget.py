@@ -25,7 +25,7 @@ except ImportError:  # tests/ imported as a package
 
 @pytest.fixture(autouse=True)
 def api_keys(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "budget", "Mz4Qr8Tw2Yx6"]))
+    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "Mz4Qr8Tw2Yx6Bd"]))
 
 
 def openai_cfg(server, model, **extra):

@@ -28,8 +28,8 @@ BOTH = pytest.mark.parametrize("provider", ["openai", "anthropic"])
 
 @pytest.fixture(autouse=True)
 def api_keys(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "cache", "Hq4Tz8Wn2Kd6"]))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "-".join(["sk", "ant", "cache", "Rv3Lm7Xc1Pb5"]))
+    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "Hq4Tz8Wn2Kd6Jv"]))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "-".join(["sk", "ant", "Rv3Lm7Xc1Pb5Gz"]))
 
 
 @pytest.fixture

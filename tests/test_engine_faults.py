@@ -29,8 +29,8 @@ BOTH = pytest.mark.parametrize("provider", ["openai", "anthropic"])
 
 @pytest.fixture(autouse=True)
 def api_keys(monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "faults", "Jw5Yc9Gm3Ve7"]))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "-".join(["sk", "ant", "faults", "Ux2Np6Bs8Kf4"]))
+    monkeypatch.setenv("OPENAI_API_KEY", "-".join(["sk", "Jw5Yc9Gm3Ve7Qd"]))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "-".join(["sk", "ant", "Ux2Np6Bs8Kf4Wm"]))
 
 
 def make(server, provider, tmp_path, *, ledger=None, **overrides):

@@ -28,8 +28,8 @@ except ImportError:  # tests/ imported as a package
 
 # Assembled at run time so that the repository holds no key-shaped literal.
 SHAPES = {
-    "openai": "-".join(["sk", "proj", "Tq3Vn8Lw1Zr5Kc7Hm2Xb9Pd4Fy6Gs0Ju"]),
-    "anthropic": "-".join(["sk", "ant", "api03", "Wd6Nh2Qz8Rt4Vx1Lb7Mc3Kp9"]),
+    "openai": "-".join(["sk", "Tq3Vn8Lw1Zr5Kc7Hm2Xb9Pd4Fy6Gs0Ju"]),
+    "anthropic": "-".join(["sk", "ant", "Wd6Nh2Qz8Rt4Vx1Lb7Mc3Kp9"]),
     "random40": "Yh4Jr8Nc2Wq6Zt1Lv5Kd9Bm3Xf7Gp0Sa2Ue6Ri4O",
     "short": "Qm7Zx2",
 }
@@ -71,8 +71,8 @@ def test_the_matcher_is_compiled_once_per_secret_set():
     assert runlog._matcher is matcher
     register_secret(SHAPES["short"])  # already known: no rebuild
     assert runlog._matcher is matcher
-    register_secret("Fresh9Secret2Value")
-    assert runlog._matcher is not matcher and redact("Secret2V") == "[REDACTED]"
+    register_secret("Fz9Qs2Vk7Lw4")
+    assert runlog._matcher is not matcher and redact("Qs2Vk7L") == "[REDACTED]"
 
 
 def test_secret_looking_environment_values_are_masked_as_a_whole(monkeypatch):
@@ -126,7 +126,7 @@ def console():
 
 
 def test_http_client_lines_stay_off_the_console_and_can_go_to_a_run_log(server, tmp_path, console):
-    monkey_key = "-".join(["sk", "log", "Nv5Bq9Xc3Zw7"])
+    monkey_key = "-".join(["sk", "Nv5Bq9Xc3Zw7Lf"])
     engine = build_engine(dict(provider="openai", model="gpt-4o-mini", base_url=server.openai_base_url,
                                cache={"enabled": False}, api_key_env="LOG_TEST_KEY", api_key_required=False))
     root_handlers = list(logging.getLogger().handlers)
@@ -161,9 +161,9 @@ def test_local_openai_config_runs_with_no_key_set(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     assert build_engine(local_openai(server)).complete(LLMRequest.chat("hi")).text == "echo: hi"
     assert server.requests[-1]["headers"]["authorization"] == "Bearer not-needed"
-    monkeypatch.setenv("LOCAL_LLM_API_KEY", "local-Gk4Hn8Jw2Lp6")
+    monkeypatch.setenv("LOCAL_LLM_API_KEY", "Gk4Hn8Jw2Lp6Vs")
     build_engine(local_openai(server)).complete(LLMRequest.chat("again"))
-    assert server.requests[-1]["headers"]["authorization"] == "Bearer local-Gk4Hn8Jw2Lp6"
+    assert server.requests[-1]["headers"]["authorization"] == "Bearer Gk4Hn8Jw2Lp6Vs"
 
 
 def test_a_required_key_is_declared_explicitly(server, monkeypatch):

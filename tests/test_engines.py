@@ -32,9 +32,10 @@ except ImportError:  # tests/ imported as a package
     from tests.provider_server import Malformed, Reply, Status
 
 # Fake keys in the providers' shapes, assembled here so the repository never holds a key-shaped literal.
-# (Random-looking tails: every 6-character fragment of a key in use is masked in logs from then on.)
-OPENAI_KEY = "-".join(["sk", "test", "SECRETqV7xK2rM9pL4wZ8tN3"])
-ANTHROPIC_KEY = "-".join(["sk", "ant", "test", "SECRETbH5jD1gF6sY0cQ2uE9"])
+# Random tails, no words: any 6-character fragment of a key in use is masked in every later log line of the
+# process, so a word in a test key would mask that word in other tests' logs.
+OPENAI_KEY = "-".join(["sk", "qV7xK2rM9pL4wZ8tN3Jd"])
+ANTHROPIC_KEY = "-".join(["sk", "ant", "bH5jD1gF6sY0cQ2uE9Rw"])
 KEYS = {"openai": OPENAI_KEY, "anthropic": ANTHROPIC_KEY}
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5"}
@@ -395,7 +396,7 @@ def test_api_key_never_reaches_errors_or_call_log(server, tmp_path, provider):
         run(engine.acomplete(LLMRequest.chat("hi")))
     assert server.requests[-1]["headers"]["authorization"] == f"Bearer {key}"  # the key was really sent
     assert info.value.status == 401 and info.value.attempts == 1
-    assert key not in str(info.value) and "SECRET" not in str(info.value)
+    assert key not in str(info.value) and key[-8:] not in str(info.value)
     assert "Incorrect API key provided: [REDACTED]" in str(info.value)
     assert key not in "".join(traceback.format_exception(info.value))  # nor in a printed traceback
 
@@ -409,7 +410,7 @@ def test_api_key_never_reaches_errors_or_call_log(server, tmp_path, provider):
 
     text = log_path.read_text(encoding="utf-8")
     assert len(text.splitlines()) == 3
-    assert key not in text and "SECRET" not in text and "[REDACTED]" in text
+    assert key not in text and key[-8:] not in text and "[REDACTED]" in text
 
 
 def test_key_from_a_custom_variable_is_redacted_whatever_its_shape(monkeypatch, server, tmp_path):
