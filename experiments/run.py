@@ -18,7 +18,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import sweep as sweeps
-from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task, role_configs
+from experiments.factory import (build_credit, build_engines, build_optimizer, build_search, load_task, plug_in_overrides,
+                                 role_configs)
 from experiments.report import print_summary
 from textgrad_core.errors import ConfigError, TextgradError
 from textgrad_core.rundir import RunDir
@@ -183,15 +184,6 @@ def _job() -> tuple[dict[str, Any] | None, list[str]]:
     if hc.mode != RunMode.MULTIRUN:
         return None, overrides
     return {"num": int(hc.job.num), "sweep_dir": str(hc.sweep.dir), "overrides": overrides}, overrides
-
-
-def plug_in_overrides(overrides: list[str]) -> list[str]:
-    """`task._target_=pkg.Class` without a `task=` choice selects `task=custom`, so the default task's options stay out."""
-    targets = [o for o in overrides if o.lstrip("+").startswith("task._target_=")]
-    if not targets or any(o.startswith("task=") for o in overrides):
-        return overrides
-    # custom.yaml declares `_target_`, so a leading '+' (which Hydra refuses for an existing key) is dropped.
-    return [o.lstrip("+") if o in targets else o for o in overrides] + ["task=custom"]
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")

@@ -10,7 +10,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace
+from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace, canonical_traces
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ProviderError
 from textgrad_core.optimizers.base import Optimizer, UpdateEvent
@@ -85,6 +85,8 @@ class StepContext:
         return summarize(rollouts, "train"), credit
 
     async def _assign(self, traces: list[ExampleTrace], step: int) -> CreditResult:
+        # Ids in credit prompts come from each graph's structure, never from the order concurrent ops finished in.
+        traces = canonical_traces(traces)
         params = list(self.params)
         engine = self.engines["credit"]
         try:
