@@ -190,10 +190,22 @@ class RunRecord:
         """Failed LLM calls and failed examples: summary.failures when the run wrote it, else the call log's errors."""
         recorded = self.summary.get("failures")
         if isinstance(recorded, dict):
-            return int(sum(v for v in recorded.values() if isinstance(v, (int, float)) and not isinstance(v, bool)))
+            return _count_failed(recorded)
         if isinstance(recorded, (int, float)):
             return int(recorded)
         return sum(1 for c in self.calls if c.get("error"))
+
+
+def _count_failed(tree: dict[str, Any], inside: bool = False) -> int:
+    """Sum of the counts under keys naming failures (failed_passes, failed_calls{role: n}); retries are not failures."""
+    total = 0
+    for key, value in tree.items():
+        failed = inside or "fail" in str(key)
+        if isinstance(value, dict):
+            total += _count_failed(value, failed)
+        elif failed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            total += int(value)
+    return total
 
 
 def _name(group: Any) -> str | None:
@@ -240,9 +252,12 @@ class MethodGroup:
     method: dict[str, str]
     runs: list[RunRecord]
 
+    shared_overrides: list[str] = field(default_factory=list)
+
     @property
     def label(self) -> str:
-        return method_label(self.method)
+        own = [o for o in self.method.get("overrides", "").split() if o not in self.shared_overrides]
+        return method_label({**self.method, "overrides": " ".join(own)})
 
     @property
     def simulated(self) -> bool:
@@ -281,6 +296,10 @@ def group_runs(runs: list[RunRecord]) -> dict[str, list[MethodGroup]]:
     for (task, method), members in sorted(by_key.items()):
         members.sort(key=lambda r: (str(r.seed), r.name))
         tasks.setdefault(task, []).append(MethodGroup(task, dict(members[0].method), members))
+    for groups in tasks.values():  # overrides every method shares are no axis: keep them out of the labels
+        shared = set.intersection(*(set(g.method.get("overrides", "").split()) for g in groups))
+        for g in groups:
+            g.shared_overrides = sorted(shared)
     return tasks
 
 

@@ -19,7 +19,7 @@ def _engine(group: MethodGroup) -> str:
 
 
 def _num(x: float) -> str:
-    return f"{x:.0f}" if float(x).is_integer() else f"{x:.3f}"
+    return f"{x:.0f}" if float(x).is_integer() else (f"{x:.1f}" if abs(x) >= 100 else f"{x:.3f}")
 
 
 def markdown_report(tasks: dict[str, list[MethodGroup]], plots: dict[str, list[str]] | None = None,
@@ -50,6 +50,8 @@ def markdown_report(tasks: dict[str, list[MethodGroup]], plots: dict[str, list[s
                     g.label, phase, _num(g.phase_mean(phase, "calls")), _num(g.phase_mean(phase, "cache_hits")),
                     _num(g.phase_mean(phase, "input_tokens")), _num(g.phase_mean(phase, "output_tokens")),
                     _cost(g, g.phase_mean(phase, "cost_usd")), f"{g.phase_mean(phase, 'wall_s'):.3f}"]) + " |")
+        if groups[0].shared_overrides:
+            lines += ["", f"Settings every {task} row shares: `{' '.join(groups[0].shared_overrides)}`"]
         lines += ["", "Runs: " + ", ".join(f"`{r.name}` (seed {r.seed})" for g in groups for r in g.runs), ""]
         for png in (plots or {}).get(task, []):
             lines += [f"![{png}]({png})", ""]

@@ -83,7 +83,8 @@ def _span(run_id: str, path: tuple, name: str, parent: str | None, start: float,
 
 def build_spans(run: RunRecord) -> list[dict[str, Any]]:
     """The span tree of a run, parents before children, with deterministic ids derived from the run id."""
-    run_id = run.run_id
+    # A job's run id repeats across sweeps (000_<task>_...): the trace id also takes the sweep and creation time.
+    run_id = "/".join(str(x) for x in (run.run.get("sweep_dir") or "", run.run_id, run.run.get("created") or ""))
     metric_ts = sorted((m["step"], float(m.get("ts") or 0)) for m in run.metrics if isinstance(m.get("step"), int))
     tree: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for call in run.calls:
@@ -92,8 +93,8 @@ def build_spans(run: RunRecord) -> list[dict[str, Any]]:
     times = [float(c.get("ts") or 0) for c in run.calls] + [t for _, t in metric_ts]
     start, end = (min(times), max(times)) if times else (0.0, 0.0)
     s = run.summary
-    root = _span(run_id, ("run",), f"run {run_id}", None, start, end, {
-        "textgrad.run_id": run_id, "textgrad.task": run.task, "textgrad.credit": run.method["credit"],
+    root = _span(run_id, ("run",), f"run {run.run_id}", None, start, end, {
+        "textgrad.run_id": run.run_id, "textgrad.task": run.task, "textgrad.credit": run.method["credit"],
         "textgrad.optimizer": run.method["optimizer"], "textgrad.status": run.status,
         "textgrad.simulated": run.simulated, "textgrad.parameter_ids": sorted(s.get("parameters") or {}),
         **{f"textgrad.{split}.{w}": v for split in ("val", "test") for w in ("initial", "final")
