@@ -64,8 +64,12 @@ def one_line(problems: list[str]) -> str:
     return "; ".join(shown) + more
 
 
-def config_problems(cfg: Mapping[str, Any]) -> list[str]:
-    """Every problem of a resolved config, each one line; empty when the config can start a run."""
+def config_problems(cfg: Mapping[str, Any], memo: dict[str, list[str]] | None = None) -> list[str]:
+    """Every problem of a resolved config, each one line; empty when the config can start a run.
+
+    `memo` keeps the problems of the task and of the credit/optimizer/search sections by their content, so the
+    jobs of a sweep that share them build them once.
+    """
     if not isinstance(cfg, Mapping):
         return [f"the config must be a mapping, not {type(cfg).__name__}"]
     problems = [unknown_key("", k, TOP_LEVEL) for k in cfg if k not in TOP_LEVEL and k != "hydra"]
@@ -81,9 +85,19 @@ def config_problems(cfg: Mapping[str, Any]) -> list[str]:
     for key, model in (("telemetry", TelemetrySection), ("mlflow", MlflowSection)):
         if cfg.get(key) is not None:
             problems += model_problems(model, cfg[key], key)
-    problems += _task_problems(cfg["task"])
-    problems += _method_problems(cfg)
+    problems += _remembered(memo, ("task", cfg["task"]), lambda: _task_problems(cfg["task"]))
+    methods = ("methods", cfg["credit"], cfg["optimizer"], cfg.get("search"))
+    problems += _remembered(memo, methods, lambda: _method_problems(cfg))
     return problems
+
+
+def _remembered(memo: dict[str, list[str]] | None, key: Any, problems: Any) -> list[str]:
+    if memo is None:
+        return problems()
+    text = json.dumps(key, sort_keys=True, default=str)
+    if text not in memo:
+        memo[text] = problems()
+    return memo[text]
 
 
 def _engine_problems(cfg: Mapping[str, Any]) -> list[str]:
@@ -189,13 +203,7 @@ def _built(kind: str, build: Any) -> list[str]:
 
 def data_problems(cfg: Mapping[str, Any], memo: dict[str, list[str]] | None = None) -> list[str]:
     """Problems of the task's data as configured: files readable, sizes within the data, splits non-empty, no leak."""
-    key = json.dumps(cfg["task"], sort_keys=True, default=str)
-    if memo is not None and key in memo:
-        return memo[key]
-    problems = _built("task", lambda: load_task(cfg["task"]).checked_splits())
-    if memo is not None:
-        memo[key] = problems
-    return problems
+    return _remembered(memo, ("data", cfg["task"]), lambda: _built("task", lambda: load_task(cfg["task"]).checked_splits()))
 
 
 def validate_run(cfg: Mapping[str, Any]) -> None:
@@ -221,7 +229,7 @@ def preflight(overrides: list[str], *, multirun: bool | None = None, config_dir:
         jobs = session.jobs(plan)
         for number, job in enumerate(jobs[:max_jobs]):
             plain, absent = session.compose(job, plan)
-            problems = config_problems(plain)
+            problems = config_problems(plain, memo)
             if not problems and absent:
                 problems = [validate_hydra.absent_key(absent[0])]
             problems = problems or data_problems(plain, memo)

@@ -77,6 +77,7 @@ class Session:
         self.config_dir = Path(config_dir or CONFIG_DIR).resolve()
         self.config_name = config_name
         self._bases: dict[tuple[str, ...], Any] = {}
+        self._trims: dict[int, Any] = {}
 
     def __enter__(self) -> "Session":
         from hydra import initialize_config_dir
@@ -139,7 +140,7 @@ class Session:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
         base, values = self._base(self.parse(job))
-        cfg = copy.deepcopy(base)
+        cfg = copy.deepcopy(self._trimmed(base))
         absent = []
         for override in values:
             try:
@@ -154,7 +155,19 @@ class Session:
                 except Exception as again:  # noqa: BLE001
                     raise self.explain(again) from None
                 absent.append(override)
-        return _plain(cfg), absent
+        return _plain(cfg, base), absent
+
+    def _trimmed(self, base: Any) -> Any:
+        """The composed config without its (large) `hydra` node, made once per base: what each job copies."""
+        from omegaconf import open_dict
+
+        key = id(base)
+        if key not in self._trims:
+            trimmed = copy.deepcopy(base)
+            with open_dict(trimmed):
+                del trimmed["hydra"]
+            self._trims[key] = trimmed
+        return self._trims[key]
 
     def _base(self, parsed: list[Any]) -> tuple[Any, list[Any]]:
         """The config composed from a job's group choices (cached), and the job's value overrides to apply to it."""
@@ -238,13 +251,13 @@ def _sweep_needs_multirun(line: str) -> str:
             "commas is quoted: key='a,b')")
 
 
-def _plain(cfg: Any) -> dict[str, Any]:
+def _plain(cfg: Any, base: Any) -> dict[str, Any]:
     """The resolved job config as plain containers, without the `hydra` node (as the run receives it)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import Container, OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    HydraConfig.instance().set_config(cfg)  # so ${hydra:...} interpolations resolve as in a run
+    HydraConfig.instance().set_config(base)  # so ${hydra:...} interpolations resolve as in a run
     out: dict[str, Any] = {}
     for key in cfg:
         if key == "hydra":
