@@ -91,11 +91,16 @@ class CandidateSearch:
 
     - greedy: the pool is the incumbent; the best candidate replaces it when not worse on validation.
     - beam: the pool keeps the `beam_width` best candidates by mean validation score; each is a parent every step.
-    - pareto (GEPA): the pool keeps the candidates that are best on at least one validation example and not
-      dominated (plus the incumbent); one parent per step, sampled in proportion to the examples it wins.
-    `merge` adds, once per step, the candidate that combines two pool candidates changing disjoint parameters.
-    `minibatch_gate` (GEPA) evaluates a candidate on validation only if it is not worse than its parent on the
-    step's minibatch.
+    - pareto: Pareto-front selection weighted by wins, GEPA-inspired: the pool keeps the candidates that reach the
+      best score on at least one validation example and that no other candidate dominates on the whole score
+      vector (plus the incumbent); one parent per step, sampled in proportion to the examples it wins (ties count
+      for each). It is not GEPA's rule: GEPA also drops programs whose winning examples are all won by others, and
+      proposes one component per step with strict minibatch acceptance (that loop is `textgrad_core.gepa`,
+      `search=gepa`).
+    `merge` adds, once per step, the candidate that combines two pool candidates changing disjoint parameters of
+    the incumbent (not GEPA's merge around a common ancestor).
+    `minibatch_gate` evaluates a candidate on validation only if it is not worse than its parent on the step's
+    minibatch (ties pass, where GEPA requires strictly better).
     """
 
     def __init__(self, optimizer: Any, selection: str = "greedy", n_candidates: int = 4, temperature: float = 0.7,
