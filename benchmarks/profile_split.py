@@ -6,7 +6,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FRAMEWORK_DIRS = ("textgrad_core", "credit", "tasks", "experiments")
-SDK_PACKAGES = ("openai", "httpx", "httpcore", "h11", "anyio", "sniffio", "certifi", "distro", "jiter", "idna")
+SDK_PACKAGES = ("openai", "httpx", "httpx2", "httpcore", "h11", "anyio", "sniffio", "certifi", "distro", "jiter", "idna")
+# "other" is mostly the stdlib `typing` introspection that the SDK's request transform calls (see the top functions).
 BUCKETS = ("framework", "benchmark harness", "openai SDK + HTTP", "pydantic", "asyncio + sockets", "other")
 
 
@@ -53,6 +54,8 @@ def _builtin_bucket(func: str) -> str:
     """Built-ins have no file: socket and selector methods count as I/O, the rest as other."""
     if any(k in func for k in ("select", "socket", "send", "recv", "epoll")):
         return "asyncio + sockets"
+    if "_ssl" in func:  # the TLS context every SDK client builds, even for plain http
+        return "openai SDK + HTTP"
     return "other"
 
 

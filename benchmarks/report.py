@@ -192,8 +192,10 @@ def write_report(figs: dict[str, Any], doc: Path) -> None:
         "its call count is checked against the server's. *Dependency limit* = longest chain of dependent calls × "
         "latency; *schedule limit* = the DAG's makespan on the 8 concurrency slots × latency.",
         "- **CPU split.** A separate run at 0 ms, warmed up by one call (SDK imported, lazy resources loaded), under "
-        "cProfile; each function's own time is bucketed by the package its file is in. cProfile inflates the totals; "
-        "the unprofiled process clock of the same run is given beside it.",
+        "cProfile; each function's own time is bucketed by the package its file is in (`other` is mostly the stdlib "
+        "`typing` introspection the SDK's request transform calls). The run still builds its own engine and client "
+        "(one TLS context load, ~50 ms in all). cProfile inflates the totals; the unprofiled process clock of the "
+        "same run is given beside it.",
         "- **Peers.** TextGrad (`pip install textgrad`) and Trace (`pip install trace-opt`) are installed by the "
         "benchmark into their own virtualenvs under the work dir (never project dependencies), and express workloads "
         "(a) and (b) the way their tutorials do (`benchmarks/peers/`), pointed at the same server with "
