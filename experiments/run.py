@@ -61,7 +61,7 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
     if resume:
         state = run.read_checkpoint()
         run.rewind(state.get("logs", {}))
-        trainer.load_state(state)
+        trainer.load_state(state, run.calls_after(state.get("logs", {}).get("calls", 0)))
         run.events.write({"kind": "resumed", "from_step": trainer.completed_steps})
     if job:
         sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="running",

@@ -87,8 +87,19 @@ class RunDir:
 
     # ---- resume -----------------------------------------------------------------------------
     def offsets(self) -> dict[str, int]:
-        """The size of each state log now (stored in the checkpoint, so a resume can cut them back to it)."""
-        return {name: _size(getattr(self, name).path) for name in STATE_LOGS}
+        """The size of each log now (stored in the checkpoint: a resume cuts the state logs back to it, and counts
+        the calls logged after it, which were paid although their step did not complete)."""
+        return {name: _size(getattr(self, name).path) for name in ("calls", *STATE_LOGS)}
+
+    def calls_after(self, offset: int) -> list[dict[str, Any]]:
+        """The call records written after byte `offset` of calls.jsonl (complete lines only)."""
+        path = self.calls.path
+        if not path.exists():
+            return []
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+        return [json.loads(line) for line in data.split(b"\n") if line.strip()]
 
     def rewind(self, offsets: dict[str, int]) -> None:
         """Cut the state logs back to a checkpoint's sizes, and drop a half-written last line of every log."""

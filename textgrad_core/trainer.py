@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from textgrad_core import checkpoint as ckpt
 from textgrad_core.credit import CreditAssigner
-from textgrad_core.engines import EngineSet
+from textgrad_core.engines import EngineSet, LLMReply, Usage
 from textgrad_core.errors import BudgetExceeded, TextgradError
 from textgrad_core.optimizers.base import Optimizer
 from textgrad_core.phases import PHASES, PhaseClock  # noqa: F401  (PHASES re-exported)
@@ -115,8 +115,12 @@ class Trainer:
                 "ledger": self.engines.ledger.state(), "wall_s": wall_s,
                 "logs": self.run.offsets() if self.run else {}}
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        """Continue from a checkpoint written by `state` (the run log is cut back to it by RunDir)."""
+    def load_state(self, state: dict[str, Any], calls_after: list[dict[str, Any]] = ()) -> None:
+        """Continue from a checkpoint written by `state` (the run log is cut back to it by RunDir).
+
+        `calls_after` are the call records logged after the checkpoint: they were paid (their step did not
+        complete), so they count toward the usage and the budget of the resumed run.
+        """
         if state.get("format") != ckpt.FORMAT:
             raise TextgradError(f"checkpoint format {state.get('format')} is not {ckpt.FORMAT}; start a new run")
         ckpt.restore_parameters(self.params, state["parameters"])
@@ -130,8 +134,22 @@ class Trainer:
         self.clock.load_state(state["phases"])
         self.failures.load_state(state["failures"])
         self.engines.ledger.load_state(state["ledger"])
+        for record in calls_after:
+            self._count_logged_call(record)
         self.completed_steps = int(state["step"])
         self._wall_before = float(state["wall_s"])
+
+    def _count_logged_call(self, record: dict[str, Any]) -> None:
+        phase = record.get("phase") if record.get("phase") in self.clock.stats else None
+        if record.get("error") is not None:
+            self.engines.ledger.record_error(record["role"], record["provider"], record["model"], phase)
+            return
+        reply = LLMReply(text=record.get("reply") or "", model=record["model"], provider=record["provider"],
+                         usage=Usage.model_validate(record.get("usage") or {}), cost_usd=record.get("cost_usd") or 0.0,
+                         cache_hit=bool(record.get("cache_hit")), latency_s=record.get("latency_s") or 0.0)
+        self.engines.ledger.record(record["role"], reply, phase)
+        if phase is not None:
+            self.clock.stats[phase].usage.add_reply(reply)
 
     def _checkpoint(self, start: float) -> None:
         if self.run:
