@@ -45,6 +45,12 @@ def _minibatch_sums(child: EvalResult, parent: EvalResult) -> tuple[float, float
     return sum(child.scores[e] for e in common), sum(parent.scores[e] for e in common), len(common)
 
 
+def _check_count(key: str, value: Any, alternative: str = "") -> None:
+    """A count option must be an integer of at least 1 (one line naming the key otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"search.{key}={value!r}: must be an integer of at least 1{alternative}.")
+
+
 def _shown(program: Program) -> float:
     """A program's mean validation score for records (0.0, not -inf, when it has none: records are JSON)."""
     return round(program.mean, 4) if program.scores else 0.0
@@ -61,13 +67,12 @@ class GEPASearch:
         if not isinstance(optimizer, ProposingOptimizer):
             raise ConfigError(f"optimizer={getattr(optimizer, 'name', optimizer)} cannot be used with search=gepa: it "
                               "has no propose() method. Use an optimizer that proposes (tgd, joint, opro).")
-        if max_metric_calls is not None and (isinstance(max_metric_calls, bool) or int(max_metric_calls) < 1):
-            raise ConfigError(f"search.max_metric_calls={max_metric_calls}: must be at least 1, or null for no budget.")
+        if max_metric_calls is not None:
+            _check_count("max_metric_calls", max_metric_calls, " or null for no budget")
         for key, value in (("max_merge_invocations", max_merge_invocations),
                            ("merge_subsample_size", merge_subsample_size),
                            ("merge_val_overlap_floor", merge_val_overlap_floor)):
-            if isinstance(value, bool) or int(value) < 1:
-                raise ConfigError(f"search.{key}={value}: must be an integer of at least 1.")
+            _check_count(key, value)
         self.optimizer = optimizer
         self.max_metric_calls = None if max_metric_calls is None else int(max_metric_calls)
         self.merge = bool(merge)
