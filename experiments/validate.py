@@ -48,6 +48,7 @@ class MlflowSection(BaseModel):
 TOP_LEVEL = ("engine", "engines", "task", "credit", "optimizer", "search", "trainer", "budget", "pricing", "run_dir",
              "runs_root", "resume", "telemetry", "mlflow", "experiment")
 REQUIRED = ("engine", "task", "credit", "optimizer", "trainer")
+GROUPS = ("engine", "task", "credit", "optimizer", "search")
 
 
 def validate_config(cfg: Mapping[str, Any]) -> None:
@@ -73,7 +74,8 @@ def config_problems(cfg: Mapping[str, Any], memo: dict[str, list[str]] | None = 
     if not isinstance(cfg, Mapping):
         return [f"the config must be a mapping, not {type(cfg).__name__}"]
     problems = [unknown_key("", k, TOP_LEVEL) for k in cfg if k not in TOP_LEVEL and k != "hydra"]
-    problems += [f"missing key {k} (a config group: choose one with {k}=<option>)" for k in REQUIRED if k not in cfg]
+    problems += [f"missing key {k}" + (f" (a config group: choose one with {k}=<option>)" if k in GROUPS else "")
+                 for k in REQUIRED if k not in cfg]
     if problems:
         return problems
     problems += model_problems(TrainerConfig, cfg["trainer"], "trainer")

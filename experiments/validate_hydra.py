@@ -8,6 +8,7 @@ then applied to a copy with Hydra's own override code. Composition errors become
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,10 @@ class Session:
                 return ConfigError(f"{key}={option}: no such option; choose from {', '.join(options)}")
             return ConfigError(f"{key} is not in the defaults list of {self.config_name}.yaml: select it with "
                                f"+{key}={option} (options: {', '.join(options) or 'none'})")
+        found = re.search(r"Multiple values for (\S+?)\. To override a value use 'override \S+: (\S+)'", text)
+        if found:
+            key, option = found.groups()
+            return ConfigError(f"{key} is already chosen in the defaults list: drop the '+' ({key}={option})")
         found = re.search(r"An item is already at '([^']+)'", text)
         if found:
             return ConfigError(f"{found.group(1)} is already in the config: set it without '+' "
@@ -229,12 +234,17 @@ class Session:
 
 
 def _split(overrides: list[Any]) -> list[list[str]]:
-    """Hydra's BasicSweeper expansion: one job per combination of the swept values (later keys win)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    # A sweep the basic sweeper cannot expand (interval(), for an optimizing sweeper) keeps the config's value.
-    kept = [o for o in overrides if not o.is_sweep_override() or o.is_discrete_sweep()]
-    return BasicSweeper.split_arguments(kept, None)[0] or [[]]
+    """BasicSweeper's expansion: one job per combination of the swept values, a key given twice taking its last
+    value in its first place; an override that does not sweep is kept as the user wrote it."""
+    lists: dict[str, list[str]] = {}
+    for o in overrides:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            lists[key] = [o.input_line]
+        elif o.is_discrete_sweep():
+            lists[key] = [f"{key}={value}" for value in o.sweep_string_iterator()]
+        # else: interval() and the like, for an optimizing sweeper: the config's value is checked instead
+    return [list(job) for job in itertools.product(*lists.values())]
 
 
 def _absent_key(exc: BaseException) -> str | None:

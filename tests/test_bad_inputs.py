@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.validate import config_problems, preflight, validate_config
 from experiments.validate_hydra import Session, plan
@@ -158,10 +159,20 @@ def test_good_command_lines_pass(argv):
     preflight(argv, multirun="-m" in argv)
 
 
+def _experiment_choice(name):
+    """`experiment=<name>` when config.yaml's defaults list has the group, else `+experiment=<name>`."""
+    defaults = OmegaConf.load(ROOT / "configs" / "config.yaml").get("defaults") or []
+    listed = any(isinstance(d, DictConfig) and "experiment" in d for d in defaults)
+    return f"{'' if listed else '+'}experiment={name}"
+
+
 def test_a_sweep_from_an_experiment_config_is_expanded_into_its_jobs():
+    choice = _experiment_choice("seeds")
     with Session() as session:
-        jobs = session.jobs(plan(["+experiment=seeds"], multirun=True))
-    assert jobs == [[f"trainer.seed={s}", "+experiment=seeds"] for s in range(5)]  # as BasicSweeper orders them
+        jobs = session.jobs(plan([choice], multirun=True))
+    assert jobs == [[f"trainer.seed={s}", choice] for s in range(5)]  # as BasicSweeper orders them
+    with pytest.raises(ConfigError, match=r"job 0 \(trainer.seed=0 .*\): trainer.epochs=0"):
+        preflight([choice, "trainer.epochs=0"], multirun=True)
 
 
 def test_print_only_flags_skip_the_check():
