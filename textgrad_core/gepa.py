@@ -159,7 +159,8 @@ class GEPASearch:
             train, credit = await only.forward_and_credit(step, batch, only_errors=self.skip_perfect)
             self.metric_calls += len(batch)
             if credit is None:
-                info["skipped"] = "every minibatch example scored 1"
+                info["skipped"] = ("every minibatch example scored 1" if train.scores
+                                   else "no minibatch pass completed with a score")
             else:
                 parent.next_component = (parent.next_component + 1) % len(self.components)
                 try:
@@ -203,7 +204,7 @@ class GEPASearch:
         if not ids:
             return None
         by_id = {e.id: e for e in ctx.val_examples}
-        unique = [by_id[e] for e in sorted(set(ids))]
+        unique = [by_id[e] for e in sorted(set(ids)) if e in by_id]  # (a resumed run may validate on fewer)
         with ctx.phase("validation", step=step, split="val"):
             on_subsample = await ctx.rollouts.evaluate(unique, "val", values)
         self.metric_calls += len(unique)
