@@ -100,6 +100,9 @@ def parameter_history(run: RunRecord) -> str:
     return "".join(parts)
 
 
+_DECISION_COLOUR = {"initial": "#2e8b57", "accepted": "#2e8b57", "reverted": "#c0392b", "rejected": "#c0392b"}
+
+
 def score_curve_svg(run: RunRecord, width: int = 640, height: int = 240) -> str:
     """Validation score by step (candidate score dots, kept score line) with the numbers as a table below."""
     pts = [(m["step"], m.get("val_score"), m.get("best_val"), m.get("decision")) for m in run.metrics
@@ -111,7 +114,7 @@ def score_curve_svg(run: RunRecord, width: int = 640, height: int = 240) -> str:
     sy = lambda v: height - 30 - (height - 50) * float(v)  # noqa: E731 - scores are in [0, 1]
     kept = " ".join(f"{sx(s):.1f},{sy(b):.1f}" for s, _, b, _ in pts if isinstance(b, (int, float)))
     dots = "".join(f'<circle class="point" data-step="{s}" data-val="{v}" cx="{sx(s):.1f}" cy="{sy(v):.1f}" r="4" '
-                   f'fill="{"#2e8b57" if d in ("accepted", "initial") else "#c0392b"}"><title>step {s}: {v} ({escape(str(d))})'
+                   f'fill="{_DECISION_COLOUR.get(str(d), "#888888")}"><title>step {s}: {v} ({escape(str(d))})'
                    f'</title></circle>' for s, v, _, d in pts if isinstance(v, (int, float)))
     axes = (f'<line x1="40" y1="{height - 30}" x2="{width - 20}" y2="{height - 30}" stroke="#333"/>'
             f'<line x1="40" y1="20" x2="40" y2="{height - 30}" stroke="#333"/>'
@@ -166,9 +169,9 @@ def run_page(run: RunRecord) -> str:
             f'<p class="muted">run directory: {escape(str(run.path))}</p></body></html>')
 
 
-def write_run_page(run: RunRecord, out_dir: Path) -> Path:
-    """Write <out_dir>/<run name>.html and return its path."""
+def write_run_page(run: RunRecord, out_dir: Path, name: str | None = None) -> Path:
+    """Write <out_dir>/<name or run directory name>.html and return its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{run.name}.html"
+    path = out_dir / f"{name or run.name}.html"
     path.write_text(run_page(run), encoding="utf-8")
     return path

@@ -77,7 +77,11 @@ def write_report(paths: list[Path], out: Path | None = None, plots: bool = True)
         from experiments.plots import cost_quality, validation_curve
         for task, groups in tasks.items():
             pngs[task] = [validation_curve(task, groups, out).name, cost_quality(task, groups, out).name]
-    pages = {r.name: str(write_run_page(r, out / "runs").relative_to(out)) for r in runs}
+    names = [r.name for r in runs]
+    pages = {}
+    for r in runs:  # jobs of different sweeps share names (000_<task>_...): prefix the sweep's name then
+        name = r.name if names.count(r.name) == 1 else f"{r.path.parent.name}__{r.name}"
+        pages[name] = str(write_run_page(r, out / "runs", name).relative_to(out))
     (out / "report.md").write_text(markdown_report(tasks, pngs, pages), encoding="utf-8")
     data = json_report(tasks)
     data.update(plots=pngs, pages=pages)
@@ -99,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report of {result['runs']} run(s), task(s) {', '.join(result['tasks'])}: {result['out'] / 'report.md'}")
-    print(f"run pages: {', '.join(str(result['out'] / p) for p in result['pages'].values())}")
+    print(f"{len(result['pages'])} run page(s) in {result['out'] / 'runs'}, plots: "
+          f"{', '.join(p for ps in result['plots'].values() for p in ps) or 'none'}")
     return 0
 
 
