@@ -69,7 +69,7 @@ def write_report(paths: list[Path], out: Path | None = None, plots: bool = True)
     from experiments.report_md import json_report, markdown_report
 
     runs = load_runs(paths)
-    out = Path(out) if out else (Path(paths[0]) if len(paths) == 1 else Path("report"))
+    out = Path(out) if out else (Path(paths[0]) / "report" if len(paths) == 1 else Path("report"))
     out.mkdir(parents=True, exist_ok=True)
     tasks = group_runs(runs)
     pngs: dict[str, list[str]] = {}
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", type=Path, help="run directories, sweep directories, or folders of them")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to write (default: the directory given, or ./report for several)")
+                        help="where to write (default: <the directory given>/report, or ./report for several)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     args = parser.parse_args(argv)
     try:
