@@ -9,6 +9,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
+from experiments.extras import install_extra
 from experiments.run import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,17 @@ def test_every_experiment_file_is_a_global_delta():
         assert set(body) <= allowed, (name, set(body) - allowed)
 
 
+def ensure_launcher(name: str) -> None:
+    """An experiment file that picks a launcher plugin needs its extra (installed here when missing)."""
+    text = (CONFIGS / "experiment" / f"{name}.yaml").read_text()
+    if "override /hydra/launcher" in text:
+        if reason := install_extra("ray" if "launcher: ray" in text else "launchers"):
+            pytest.skip(reason)
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_composes_and_runs_one_step(name, tmp_path):
+    ensure_launcher(name)
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("config", overrides=[experiment_override(name), *FAST, f"run_dir={tmp_path / name}"])
     delta = yaml.safe_load((CONFIGS / "experiment" / f"{name}.yaml").read_text())
