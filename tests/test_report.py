@@ -141,3 +141,16 @@ def test_cli_on_one_run_directory(sweep, tmp_path):
     assert cells[4:8] == [f"{summary['val']['initial']:.3f}", f"{summary['val']['final']:.3f}",
                           f"{summary['test']['initial']:.3f}", f"{summary['test']['final']:.3f}"]
     assert str(tmp_path / "report.md") in proc.stdout
+
+
+def test_per_phase_numbers_equal_the_call_log(sweep, tmp_path):
+    run = sorted(sweep.iterdir())[0]
+    write_report([run], tmp_path, plots=False)
+    (row,) = json.loads((tmp_path / "report.json").read_text())["tasks"]["bbh_object_counting"]
+    calls = [json.loads(l) for l in (run / "calls.jsonl").read_text().splitlines()]
+    for phase in ("forward", "credit", "optimizer", "validation", "test"):
+        paid = [c for c in calls if c.get("phase") == phase and not c.get("cache_hit")]
+        assert row["phases"][phase]["calls"] == len(paid), phase
+        assert row["phases"][phase]["input_tokens"] == sum(c["usage"]["input_tokens"] for c in calls if c.get("phase") == phase)
+        assert row["phases"][phase]["output_tokens"] == sum(c["usage"]["output_tokens"] for c in calls if c.get("phase") == phase)
+        assert row["phases"][phase]["cost_usd"] == pytest.approx(sum(c["cost_usd"] for c in calls if c.get("phase") == phase))
