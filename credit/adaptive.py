@@ -33,7 +33,7 @@ class AdaptiveCredit:
             raise ConfigError(f"adaptive credit: unknown fallback '{fallback}'; use one of: {', '.join(FALLBACKS)}.")
         self.max_trace_tokens = max_trace_tokens
         self.fallback_name = fallback
-        self.trace = TracePropagation(value_limit=value_limit)
+        self.trace = TracePropagation(value_limit=value_limit, prompt_token_budget=None)  # the budget admits examples
         try:
             self.fallback = FALLBACKS[fallback](**dict(fallback_options or {}))
         except TypeError as exc:
@@ -66,6 +66,7 @@ class AdaptiveCredit:
             "trace_tokens": approx_tokens(text) if text else 0,
             "fallback": self.fallback_name,
             "fallback_details": fallback_details,
+            "parameter_blocks": self.trace.parameter_blocks([sections[e] for e in in_trace]),
         }
         return result
 

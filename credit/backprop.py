@@ -7,15 +7,35 @@ from typing import Awaitable
 from credit import prompts
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ExampleTrace, ParameterFeedback
 from textgrad_core.engines import Engine, LLMRequest
+from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, clip_middle, fit_texts
 from textgrad_core.variable import Parameter, Variable
+
+# An input value shorter than this is not replaced by a reference in the quoted prompt: it could match by accident.
+MIN_DEDUP_CHARS = 20
+# The example context a strategy publishes for the optimizer is bounded per value; the optimizer cuts further.
+CONTEXT_CHARS = 20_000
 
 
 def render_value(value: object, limit: int | None) -> str:
-    """A value as text, cut at `limit` characters with a visible mark."""
-    text = str(value)
-    if limit is not None and len(text) > limit:
-        return text[:limit] + f" ...[cut: {len(text) - limit} more characters]"
-    return text
+    """A value as text; past `limit` characters its head and tail around a visible mark (the answer is at the end)."""
+    return clip_middle(str(value), limit)
+
+
+def example_context(trace: ExampleTrace) -> dict[str, str]:
+    """The example's input (the values with no producing op that its output depends on) and the system's output."""
+    graph = trace.graph.g
+    upstream = set(nx_ancestors(graph, trace.output.id)) if trace.output.id in graph else set()
+    sources = [v for v in trace.graph.topological_order()
+               if v.id in upstream and v.op is None and not isinstance(v, Parameter)]
+    text = "\n".join(f"{v.role}: {v.value}" if len(sources) > 1 else str(v.value) for v in sources)
+    return {"input": clip_middle(text, CONTEXT_CHARS), "output": clip_middle(str(trace.output.value), CONTEXT_CHARS)}
+
+
+def nx_ancestors(graph, node: str) -> set[str]:
+    """Ancestors of `node` in a networkx graph (imported lazily: only credit that publishes context needs it)."""
+    import networkx as nx
+
+    return nx.ancestors(graph, node)
 
 
 class Backprop:
@@ -24,17 +44,21 @@ class Backprop:
     name = "backprop"
     kind = PER_PARAMETER
 
-    def __init__(self, skip_perfect: bool = False, value_limit: int | None = None, max_tokens: int = 512):
-        self.skip_perfect = skip_perfect
-        self.value_limit = value_limit
+    def __init__(self, skip_perfect: bool = True, value_limit: int | None = None, max_tokens: int = 512,
+                 prompt_token_budget: int | None = 6000):
+        self.skip_perfect = skip_perfect  # an example scored 1.0 costs no call: there is nothing to correct
+        self.value_limit = value_limit  # a hard cap per value (head and tail kept); None: only the budget cuts
         self.max_tokens = max_tokens
+        # Tokens (~ characters / 4) of each per-edge prompt; past it, its values are cut head and tail to one length.
+        self.prompt_token_budget = prompt_token_budget
 
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """Feedback for every parameter from every example; all examples and independent edges run concurrently."""
         todo = [t for t in traces if not (self.skip_perfect and t.score is not None and t.score >= 1.0)]  # unscored: not known perfect
         per_example = await asyncio.gather(*(self._example(t, params, engine) for t in todo))
         result = CreditResult(strategy=self.name, kind=self.kind, scores={t.example_id: t.score for t in traces},
-                              details={"skipped_examples": [t.example_id for t in traces if t not in todo]})
+                              details={"skipped_examples": [t.example_id for t in traces if t not in todo],
+                                       "example_context": {t.example_id: example_context(t) for t in todo}})
         for trace, feedback in zip(todo, per_example):
             for param_id, text in feedback.items():
                 result.feedback.setdefault(param_id, []).append(ParameterFeedback(trace.example_id, text))
@@ -73,33 +97,69 @@ class Backprop:
         return (await engine.acomplete(request)).text
 
     def edge_prompt(self, op_output: Variable, target: Variable, feedback: str) -> str:
-        """The per-edge prompt: the op, the target input, the op's output and the feedback on it."""
+        """The per-edge prompt: the op, the target input, the op's output and the feedback on it, each value once.
+
+        The prompt the op sent is quoted with the values this prompt shows elsewhere (the target, and the siblings
+        of the semantic strategy) replaced by a reference; past the token budget every value is cut head and tail.
+        """
         op = op_output.op
         assert op is not None
         field = next(f for f, v in op.inputs if v is target)
-        details = []
-        if op.prompt:
-            details.append(prompts.OP_PROMPT.format(prompt="\n".join(f"[{m['role']}] {m['content']}" for m in op.prompt)))
-        if op.source:
-            details.append(prompts.OP_SOURCE.format(source=op.source))
-        if op.error:
-            details.append(prompts.OP_ERROR.format(error=op.error))
-        return prompts.BACKPROP_USER.format(
-            op_name=op.name, op_kind=op.kind, op_description=op.description or "(no description)",
-            op_detail="\n".join(details), inputs=self.render_input(field, target),
-            output_role=op_output.role, output=render_value(op_output.value, self.value_limit), feedback=feedback,
-            siblings=self.siblings_section(op_output, target), target_field=field, target_role=target.role,
-            trainable_note=", a trainable parameter" if isinstance(target, Parameter) else "", target_id=target.id,
-        )
+        siblings = self.sibling_inputs(op_output, target)
+        shown = [(field, target, "INPUTS")] + [(f, v, "SIBLINGS") for f, v in siblings]
+        quoted = self.prompt_sent(op.prompt, shown) if op.prompt else None
+        texts = [quoted or "", feedback] + [render_value(v, self.value_limit) for v in
+                                            [target.value, op_output.value] + [var.value for _, var in siblings]]
 
-    def render_input(self, field: str, var: Variable) -> str:
+        def build(texts: list[str]) -> str:
+            sent, fb, target_value, output, *sibling_values = texts
+            details = []
+            if quoted is not None:
+                details.append(prompts.OP_PROMPT.format(prompt=sent))
+            if op.source and str(target.value) != op.source:  # a code op runs its input: shown once, in INPUTS
+                details.append(prompts.OP_SOURCE.format(source=op.source))
+            if op.error:
+                details.append(prompts.OP_ERROR.format(error=op.error))
+            return prompts.BACKPROP_USER.format(
+                op_name=op.name, op_kind=op.kind, op_description=op.description or "(no description)",
+                op_detail="\n".join(details), inputs=self.render_input(field, target, target_value),
+                output_role=op_output.role, output=output, feedback=fb,
+                siblings=self.siblings_section(siblings, sibling_values), target_field=field, target_role=target.role,
+                trainable_note=", a trainable parameter" if isinstance(target, Parameter) else "", target_id=target.id,
+            )
+
+        text = build(texts)
+        if self.prompt_token_budget is not None and len(text) > self.prompt_token_budget * CHARS_PER_TOKEN:
+            fixed = len(text) - sum(map(len, texts))
+            text = build(fit_texts(texts, self.prompt_token_budget * CHARS_PER_TOKEN - fixed - 50 * len(texts)))
+        return text
+
+    @staticmethod
+    def prompt_sent(messages: list[dict[str, str]], shown: list[tuple[str, Variable, str]]) -> str:
+        """The op's messages as one text, each value shown elsewhere in the edge prompt replaced by a reference."""
+        text = "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+        for field, var, where in sorted(shown, key=lambda s: -len(str(s[1].value))):  # longest first: no partial hits
+            value = str(var.value)
+            if len(value) >= MIN_DEDUP_CHARS and value in text:
+                text = text.replace(value, prompts.VALUE_SHOWN_BELOW.format(field=field, where=where))
+        return text
+
+    def render_input(self, field: str, var: Variable, value: str | None = None) -> str:
+        """The target input's block (its value as given, else rendered at the value limit)."""
         trainable = ' trainable="true"' if var.requires_grad else ""
         return prompts.INPUT_ITEM.format(field=field, role=var.role, trainable=trainable,
-                                         value=render_value(var.value, self.value_limit))
+                                         value=render_value(var.value, self.value_limit) if value is None else value)
 
-    def siblings_section(self, op_output: Variable, target: Variable) -> str:
-        """Plain backprop shows no siblings; the semantic strategy overrides this."""
-        return ""
+    def sibling_inputs(self, op_output: Variable, target: Variable) -> list[tuple[str, Variable]]:
+        """The op's other inputs this prompt shows: none for plain backprop (the semantic strategy shows them all)."""
+        return []
+
+    def siblings_section(self, siblings: list[tuple[str, Variable]], values: list[str]) -> str:
+        """The section listing the siblings with their (possibly cut) values; empty when there are none."""
+        items = [prompts.SIBLING_ITEM.format(field=field, id=var.id, role=var.role,
+                                             trainable="true" if var.requires_grad else "false", value=value)
+                 for (field, var), value in zip(siblings, values)]
+        return prompts.SEMANTIC_SIBLINGS.format(siblings="\n".join(items)) if items else ""
 
 
 def aggregate(items: list[tuple[str, str]]) -> str:

@@ -5,7 +5,8 @@ BACKPROP_SYSTEM = (
     "You are part of an optimization system that improves an AI pipeline. You receive one operation of the "
     "pipeline, its inputs, its output, and feedback on that output. Explain how ONE of the inputs should change "
     "so that the output improves. Give concrete, actionable feedback for that input only; do not rewrite it. "
-    "Feedback on a trainable input should name what guidance or content it lacks."
+    "Feedback on a trainable input should name what guidance or content it lacks. If the output is already right "
+    "and the feedback asks for nothing, say that no change is needed for this input."
 )
 
 BACKPROP_USER = """<OPERATION name="{op_name}" kind="{op_kind}">
@@ -30,6 +31,9 @@ Give feedback for the input '{target_field}' ({target_role}){trainable_note}.
 OP_PROMPT = """<PROMPT_SENT>
 {prompt}
 </PROMPT_SENT>"""
+
+# In the quoted prompt of an op, a value that this edge prompt shows in full elsewhere (sent once, not twice).
+VALUE_SHOWN_BELOW = "[the value of input '{field}', shown in {where} below]"
 
 OP_SOURCE = """<SOURCE>
 {source}

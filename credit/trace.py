@@ -7,12 +7,11 @@ from credit import prompts
 from credit.backprop import render_value
 from textgrad_core.credit import TRACE, CreditResult, ExampleTrace, score_text
 from textgrad_core.engines import Engine
+from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, approx_tokens, shared_cap
+from textgrad_core.optimizers.kinds import render_value as render_parameter_value
 from textgrad_core.variable import OpRecord, Parameter, Variable
 
-
-def approx_tokens(text: str) -> int:
-    """Tokens of `text` estimated as characters / 4 (rounded up): no tokenizer is tied to the credit engine."""
-    return -(-len(text) // 4)
+__all__ = ["ExampleSection", "TracePropagation", "approx_tokens"]
 
 
 @dataclass
@@ -23,6 +22,7 @@ class ExampleSection:
     text: str
     operations: dict[str, OpRecord] = field(default_factory=dict)  # op name -> a record of it (for its docs)
     parameters: list[Parameter] = field(default_factory=list)
+    value_lengths: list[int] = field(default_factory=list)  # characters of each value shown, before any cut
 
 
 class TracePropagation:
@@ -30,31 +30,58 @@ class TracePropagation:
 
     Only the operations on some path from a trainable parameter to the output appear; an input of such an operation
     that no parameter influences is shown by value, as `<input>`, without the operations that produced it. Parameter
-    values are shown whole (the optimizer rewrites them), once for the minibatch; every other value is cut at
-    `value_limit` characters with a visible mark. Each operation's description (and template, or source) is shown
-    once per operation name; the feedback on each output is shown whole. Zero engine calls.
+    values are shown whole (the optimizer rewrites them), once for the minibatch. Every other value is shown whole
+    while the whole trace fits `prompt_token_budget` (tokens ~ characters / 4); past it, the longest values are cut
+    to one shared length keeping head and tail around a visible mark (the end of a response is where its answer
+    is). `value_limit` is an optional hard cap per value. Each operation's description (and template, or source)
+    is shown once per operation name; the feedback on each output is shown whole. Zero engine calls.
+
+    `details["parameter_blocks"]` holds each parameter's block exactly as written, so an optimizer that shows the
+    value itself can leave the trace's copy out (no value twice in one prompt).
     """
 
     name = "trace"
     kind = TRACE
 
-    def __init__(self, value_limit: int | None = 400):
+    def __init__(self, value_limit: int | None = None, prompt_token_budget: int | None = 12000):
         self.value_limit = value_limit
+        self.prompt_token_budget = prompt_token_budget
 
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """The serialized trace of the whole minibatch, with every example's score."""
-        text = self.render([self.section(t, params) for t in traces])
+        sections = [self.section(t, params) for t in traces]
+        text, cap = self.render(sections), None
+        if self.prompt_token_budget is not None and approx_tokens(text) > self.prompt_token_budget:
+            lengths = [n for s in sections for n in s.value_lengths]
+            shown = sum(min(n, self.value_limit) if self.value_limit is not None else n for n in lengths)
+            room = self.prompt_token_budget * CHARS_PER_TOKEN - (len(text) - shown) - 60 * len(lengths)
+            cap = shared_cap(lengths, room)
+            if cap is not None:
+                cap = min(cap, self.value_limit) if self.value_limit is not None else cap
+                sections = [self.section(t, params, cap) for t in traces]
+                text = self.render(sections)
         return CreditResult(strategy=self.name, kind=self.kind, trace=text,
                             scores={t.example_id: t.score for t in traces},
                             details={"trace_chars": len(text), "trace_tokens": approx_tokens(text),
-                                     "value_limit": self.value_limit, "examples": [t.example_id for t in traces]})
+                                     "value_limit": self.value_limit, "prompt_token_budget": self.prompt_token_budget,
+                                     "value_cap": cap, "examples": [t.example_id for t in traces],
+                                     "parameter_blocks": self.parameter_blocks(sections)})
 
     # ---- serialization ----------------------------------------------------------------------------------------
-    def section(self, trace: ExampleTrace, params: list[Parameter]) -> ExampleSection:
+    def section(self, trace: ExampleTrace, params: list[Parameter], cap: int | None = None) -> ExampleSection:
         """The block of one example: its minimal subgraph in topological order, then its feedback and score."""
         sub = trace.graph.minimal_subgraph(trace.output, params)
         section = ExampleSection(trace.example_id, "")
         lines: list[str] = []
+        limit = self.value_limit if cap is None else cap
+
+        def value_block(value: object) -> str:
+            section.value_lengths.append(len(str(value)))
+            return self._value_block(value, limit)
+
+        def input_lines(var: Variable) -> list[str]:
+            return [prompts.TRACE_INPUT_LINE.format(id=var.id, role=var.role), value_block(var.value)]
+
         if trace.output.id not in sub.g:
             lines.append(prompts.TRACE_NO_PATH)
         else:
@@ -64,17 +91,17 @@ class TracePropagation:
                 if var.id in declared:
                     continue
                 if var.op is None:  # defensive: only parameters are sources of the minimal subgraph
-                    lines += self._input_lines(var)
+                    lines += input_lines(var)
                     declared.add(var.id)
                     continue
                 for _, inp in var.op.inputs:
                     if inp.id not in sub.g and inp.id not in declared:  # no parameter reaches it: value only
-                        lines += self._input_lines(inp)
+                        lines += input_lines(inp)
                         declared.add(inp.id)
                 section.operations.setdefault(var.op.name, var.op)
                 arguments = ", ".join(f"{f}={inp.id}" for f, inp in var.op.inputs)
                 lines.append(prompts.TRACE_OP_LINE.format(id=var.id, op_name=var.op.name, arguments=arguments, role=var.role))
-                lines.append(self._value_block(var.value))
+                lines.append(value_block(var.value))
                 if var.op.error:
                     lines.append(prompts.TRACE_ERROR_LINE.format(op_name=var.op.name, error=var.op.error))
                 declared.add(var.id)
@@ -94,16 +121,21 @@ class TracePropagation:
                 operations.setdefault(name, op)
         return prompts.TRACE.format(
             n_examples=len(sections),
-            parameters="\n".join(prompts.TRACE_PARAMETER.format(id=p.id, kind=p.kind, role=p.role, value=p.value)
-                                 for p in parameters.values()),
+            parameters="\n".join(self._parameter_block(p) for p in parameters.values()),
             operations="\n".join(self._operation_doc(op) for op in operations.values()),
             examples="\n".join(s.text for s in sections))
 
-    def _input_lines(self, var: Variable) -> list[str]:
-        return [prompts.TRACE_INPUT_LINE.format(id=var.id, role=var.role), self._value_block(var.value)]
+    def parameter_blocks(self, sections: list[ExampleSection]) -> dict[str, str]:
+        """Each parameter's block exactly as `render` writes it, by parameter id."""
+        return {p.id: self._parameter_block(p) for s in sections for p in s.parameters}
 
-    def _value_block(self, value: object) -> str:
-        text = render_value(value, self.value_limit)
+    @staticmethod
+    def _parameter_block(p: Parameter) -> str:
+        return prompts.TRACE_PARAMETER.format(id=p.id, kind=p.kind, role=p.role, value=render_parameter_value(p))
+
+    @staticmethod
+    def _value_block(value: object, limit: int | None) -> str:
+        text = render_value(value, limit)
         return "\n".join(prompts.TRACE_VALUE_PREFIX + line for line in text.split("\n"))
 
     @staticmethod

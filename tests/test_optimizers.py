@@ -65,9 +65,11 @@ def test_joint_applies_a_reply_updating_text_number_and_code():
     assert "<JOINT_UPDATE>" in user
     shown = json.loads(between(user, "<PARAMETERS_JSON>", "</PARAMETERS_JSON>"))
     assert shown == {"instruction": {"kind": "text", "role": "system prompt of the solver", "value": "Answer briefly.",
-                                     "constraints": ["Keep it under 50 words."]},
-                     "threshold": {"kind": "number", "role": "confidence threshold", "value": 0.5, "constraints": []},
-                     "solver.code": {"kind": "code", "role": "the solver function", "value": CODE, "constraints": []}}
+                                     "constraints": ["Keep it under 50 words."], "contract": ["at most 2015 characters"]},
+                     "threshold": {"kind": "number", "role": "confidence threshold", "value": 0.5, "constraints": [],
+                                   "contract": ["a single number, written as digits (e.g. 0.5 or 12)", "a finite number"]},
+                     "solver.code": {"kind": "code", "role": "the solver function", "value": CODE, "constraints": [],
+                                     "contract": [f"at most {len(CODE) + 2000} characters", "Python source that compiles"]}}
     assert "TRACE-MARKER" in between(user, "<FEEDBACK>", "</FEEDBACK>")
 
     by_id = {p.id: p for p in params}

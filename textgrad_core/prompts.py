@@ -50,7 +50,7 @@ TGD_USER = """You are updating the variable '{name}' ({role}).
 <CURRENT_VALUE>
 {value}
 </CURRENT_VALUE>
-{constraints}{memory}{examples}
+{constraints}{contract}{memory}{examples}{context}
 Feedback on this variable, grouped by the example that produced it:
 <FEEDBACK>
 {feedback}
@@ -64,6 +64,42 @@ The new value must satisfy these constraints:
 {constraints}
 </CONSTRAINTS>
 """
+
+# The contract of a parameter's kind and its mechanical validators: what a value must be to be accepted at all.
+TGD_CONTRACT = """
+A new value is only accepted if it is:
+<VALUE_CONTRACT>
+{contract}
+</VALUE_CONTRACT>
+"""
+
+KIND_CHOICE = "one of these values, written exactly as listed: {choices}"
+KIND_DEMOS = ('a JSON list of demonstrations, in the order they are shown: '
+              '[{"id": "<training example id>", "input": "...", "output": "..."}, ...]; '
+              "you may add, drop, reorder or edit the demonstrations, but every id must be a training example's")
+KIND_DEMOS_POOL = "the training examples a demonstration may come from (id, input, output): {pool}"
+KIND_DEMOS_IDS = "the ids of the training examples a demonstration may come from: {ids}"
+KIND_NUMBER = "a single number, written as digits (e.g. 0.5 or 12)"
+
+# The example each feedback item came from: its input and the system's output (values may be cut head and tail).
+TGD_CONTEXT = """
+The examples the feedback below refers to (their input, and the system's output on them):
+<EXAMPLE_CONTEXT>
+{context}
+</EXAMPLE_CONTEXT>
+"""
+
+TGD_CONTEXT_ITEM = """<EXAMPLE id="{example_id}">
+<EXAMPLE_INPUT>
+{input}
+</EXAMPLE_INPUT>
+<SYSTEM_OUTPUT>
+{output}
+</SYSTEM_OUTPUT>
+</EXAMPLE>"""
+
+# Where a trace's block for a parameter is left out because the prompt shows that value already (no value twice).
+PARAMETER_SHOWN_ELSEWHERE = '<PARAMETER id="{id}" kind="{kind}">(its current value is shown above)</PARAMETER>'
 
 TGD_MEMORY = """
 Earlier values of this variable and the feedback they received (oldest first):
@@ -91,7 +127,9 @@ JOINT_SYSTEM = (
     "keep what already works, and respect every constraint. Reply with one JSON object and nothing else: "
     '{"reasoning": "<why these changes>", "updates": {"<parameter id>": <complete new value>}}. '
     "List only the parameters you change, by their exact id. A number parameter takes a JSON number, a code "
-    "parameter takes the complete Python source as a string, a text parameter takes a string."
+    "parameter takes the complete Python source as a string, a text parameter takes a string, a choice parameter "
+    'one of its "choices", a demos parameter a JSON list of {"id", "input", "output"} objects whose ids are training '
+    'examples. Every value must satisfy its "contract".'
 )
 
 JOINT_USER = """<JOINT_UPDATE>
@@ -114,8 +152,9 @@ JOINT_FEEDBACK_PER_PARAMETER = "Feedback on each parameter, grouped by parameter
 REASK_JOINT = (
     "Your reply could not be used, so nothing was changed:\n{errors}\n"
     'Reply again with one JSON object {{"reasoning": "...", "updates": {{...}}}} that uses only these parameter ids: '
-    "{ids}, with a JSON number for number parameters, Python source that parses for code parameters, and a "
-    "non-empty string for text parameters."
+    "{ids}, with a JSON number for number parameters, Python source that parses for code parameters, one of the "
+    "choices for choice parameters, a JSON list of demos for demos parameters, a non-empty string for text "
+    "parameters, and every value within its contract."
 )
 
 # ---- OPRO: a new value from the scored history of values ---------------------------------------------------
@@ -127,7 +166,7 @@ OPRO_SYSTEM = (
 )
 
 OPRO_USER = """You are proposing a new value for the variable '{name}' ({role}).
-{constraints}
+{constraints}{contract}
 Values of this variable tried so far, with the score the system reached with each (mean over a minibatch, \
 higher is better), sorted from the lowest score to the highest:
 <FEEDBACK>

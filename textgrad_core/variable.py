@@ -19,13 +19,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from textgrad_core import validators as _validators
 from textgrad_core.errors import ConfigError
 
 # Provisional ids of variables created outside any tape: unique in the process, renumbered before any prompt.
 _untaped_ids = itertools.count()
 UNTAPED_PREFIX = "_u"
 
-ParameterKind = Literal["text", "number", "code"]
+ParameterKind = Literal["text", "number", "code", "demos", "choice"]
+PARAMETER_KINDS = ("text", "number", "code", "demos", "choice")
 
 
 @dataclass
@@ -94,22 +96,70 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 @dataclass(eq=False)
 class Parameter(Variable):
-    """A trainable Variable with a stable id, a name, constraints and its full version history."""
+    """A trainable Variable with a stable id, a name, constraints, validators and its full version history.
+
+    Kinds: `text`, `number`, `code`, `choice` (one of `choices`, e.g. a model name or a k) and `demos` (an ordered
+    list of {"id", "input", "output"} examples; with `allowed_ids` every id must be one of them — give the ids of
+    the training split, so no validation or test example can become a demo; `pool` optionally lists the training
+    examples the optimizer may choose demos from, and its ids are then the allowed ones). `validators` adds
+    mechanical checks to the kind's defaults (see textgrad_core.validators); `constraints` stay textual.
+    """
 
     name: str = ""
     kind: ParameterKind = "text"
     constraints: list[str] = field(default_factory=list)
     history: list[ParameterVersion] = field(default_factory=list)
+    choices: list[Any] | None = None  # kind "choice": the declared set
+    allowed_ids: list[Any] | None = None  # kind "demos": the ids a demo may have (the training split's)
+    pool: list[dict[str, Any]] | None = None  # kind "demos": training examples the optimizer may pick demos from
+    validators: list[Any] = field(default_factory=list)  # the task's own validators, after the kind's defaults
 
     def __post_init__(self) -> None:
         if not self.name or not _NAME.match(self.name):
             raise ConfigError(f"Parameter name {self.name!r} is not valid: use letters, digits, '_', '.', '-' (e.g. 'solver.instruction').")
+        self._check_kind()
         self.id = self.name  # stable across runs and processes: ids are the user's names
         self.requires_grad = True
         self.pending_credit = []  # CreditResults from backward() not yet consumed by an optimizer's step()
         if not self.history:
             self.history.append(ParameterVersion(0, self.value, None, "initial"))
         # Parameters are shared by every forward pass, so they are not recorded on any one tape.
+
+    def _check_kind(self) -> None:
+        """Check the kind's declaration and the initial value; one ConfigError naming the fix."""
+        if self.kind not in PARAMETER_KINDS:
+            raise ConfigError(f"Parameter {self.name!r}: unknown kind {self.kind!r}; use one of {', '.join(PARAMETER_KINDS)}.")
+        if self.kind == "choice":
+            if not self.choices:
+                raise ConfigError(f"Parameter {self.name!r} is a choice: declare its set, e.g. choices=['gpt-4o-mini', 'gpt-4o'].")
+            self.choices = list(self.choices)
+        elif self.choices is not None:
+            raise ConfigError(f"Parameter {self.name!r}: choices=... is only for kind='choice' (it is {self.kind!r}).")
+        if self.kind == "demos":
+            if self.pool is not None:
+                self.pool = list(self.pool)
+                pool_ids = [str(d.get("id")) for d in self.pool if isinstance(d, dict)]
+                if self.allowed_ids is None:
+                    self.allowed_ids = pool_ids
+                elif not set(pool_ids) <= {str(i) for i in self.allowed_ids}:
+                    raise ConfigError(f"Parameter {self.name!r}: the demos pool has ids outside allowed_ids; "
+                                      "build the pool from the training split only.")
+        elif self.allowed_ids is not None or self.pool is not None:
+            raise ConfigError(f"Parameter {self.name!r}: allowed_ids/pool are only for kind='demos' (it is {self.kind!r}).")
+        declared = [_validators.from_config(v) for v in self.validators]
+        if self.kind == "demos" and self.pool is not None:
+            bad = _validators.DemosFrom(self.allowed_ids).check(self.pool, self)
+            if bad:
+                raise ConfigError(f"Parameter {self.name!r}: the demos pool is not valid: {bad}.")
+        self.validators = _validators.default_validators(self.kind, self.choices, self.allowed_ids) + declared
+        # The initial value is the user's: a failure is a configuration mistake, said once, before any call.
+        failure = _validators.first_failure(self.validators, self.value, self if self.history else _Initial(self.value))
+        if failure is not None:
+            raise ConfigError(f"Parameter {self.name!r}: its initial value is {failure}; fix the value or the validator.")
+
+    def rejection(self, value: Any) -> "_validators.ValueRejected | None":
+        """Why a proposed value must be rejected (the first validator it fails), or None when every one accepts it."""
+        return _validators.first_failure(self.validators, value, self)
 
     @property
     def version(self) -> int:
@@ -126,6 +176,17 @@ class Parameter(Variable):
         """Restore an earlier value; the revert is itself a new version, so history is never rewritten."""
         old = next(v for v in self.history if v.version == version)
         return self.update(old.value, step, reason or f"revert to v{version}")
+
+
+@dataclass
+class _Initial:
+    """Stands for a parameter whose history does not exist yet (validators relative to the initial value)."""
+
+    value: Any
+
+    @property
+    def history(self) -> list[ParameterVersion]:
+        return [ParameterVersion(0, self.value, None, "initial")]
 
 
 class ParameterSet:

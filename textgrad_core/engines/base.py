@@ -78,15 +78,27 @@ class LoopLocal(Generic[T]):
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
+MAX_JSON_REPLY_CHARS = 2_000_000  # a reply longer than this is not decoded (it is no parameter update anyone wants)
+
+
 def parse_json_reply(text: str) -> Any:
-    """Decode a JSON reply, tolerating a surrounding code fence; None when it is not JSON."""
+    """Decode a JSON reply, tolerating a surrounding code fence; None when it is not JSON (never raises).
+
+    Hostile input is a None, not a crash: non-text, oversized text, nesting deeper than the decoder's recursion
+    limit ('[' * 100000), numbers beyond int conversion limits. The fence is stripped without a regex, so a long
+    run of whitespace cannot make it quadratic.
+    """
+    if not isinstance(text, str) or len(text) > MAX_JSON_REPLY_CHARS:
+        return None
     body = text.strip()
-    match = _FENCE.match(body)
-    if match:
-        body = match.group(1)
+    if body.startswith("```") and body.endswith("```") and len(body) >= 6:
+        body = body[3:-3]
+        if body.startswith("json"):
+            body = body[4:]
+        body = body.strip()
     try:
         return json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError, MemoryError):
         return None
 
 

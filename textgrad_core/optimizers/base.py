@@ -1,7 +1,6 @@
 """The optimizer protocol and what every optimizer shares: proposals, applying them, parsing and rejecting replies."""
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -9,6 +8,7 @@ from textgrad_core import prompts
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine, LLMRequest, Message, run_sync
 from textgrad_core.errors import ConfigError, ParseError
+from textgrad_core.optimizers.kinds import coerce_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -130,13 +130,24 @@ def apply_proposal(params: list[Parameter], proposal: Proposal, step: int) -> li
     for param in params:
         if param.id in proposal.values:
             old_version = param.version
+            failure = param.rejection(proposal.values[param.id])
+            if failure is not None:  # a proposal built elsewhere (a merge, a plug-in) still never corrupts a parameter
+                events.append(UpdateEvent(param.id, False, old_version, reason=f"proposal {failure}, kept v{old_version}"))
+                continue
             entry = param.update(proposal.values[param.id], step, reason=proposal.reasons.get(param.id, "update"))
             events.append(UpdateEvent(param.id, True, old_version, entry.version, reason=entry.reason))
     return events
 
 
+MAX_REPLY_CHARS = 4_000_000  # a reply longer than this is not searched for a value
+
+
 def extract_delimited(text: str, open_tag: str = prompts.NEW_VALUE_OPEN, close_tag: str = prompts.NEW_VALUE_CLOSE) -> str:
-    """The text between the last opening delimiter and the closing one after it."""
+    """The text between the last opening delimiter and the closing one after it; ParseError for anything else."""
+    if not isinstance(text, str):
+        raise ParseError(f"the reply is not text (got {type(text).__name__})")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ParseError(f"the reply has {len(text)} characters; at most {MAX_REPLY_CHARS} are read")
     start = text.rfind(open_tag)
     if start < 0:
         raise ParseError(f"the reply has no {open_tag} delimiter")
@@ -146,26 +157,6 @@ def extract_delimited(text: str, open_tag: str = prompts.NEW_VALUE_OPEN, close_t
     value = text[start + len(open_tag):end].strip("\n")
     if not value.strip():
         raise ParseError(f"the value between {open_tag} and {close_tag} is empty")
-    return value
-
-
-def coerce_value(param: Parameter, value: Any) -> Any:
-    """Check and convert a proposed value for the parameter's kind: numbers must parse, code must compile."""
-    if param.kind == "number":
-        if isinstance(value, bool):
-            raise ParseError(f"'{param.id}' is a number, got a boolean")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ParseError(f"'{param.id}' is a number, got {str(value)[:80]!r}") from None
-        return int(number) if isinstance(param.value, int) and number.is_integer() else number
-    if not isinstance(value, str):
-        raise ParseError(f"'{param.id}' is {param.kind}, got a {type(value).__name__}")
-    if param.kind == "code":
-        try:
-            ast.parse(value)
-        except SyntaxError as exc:
-            raise ParseError(f"the new code for '{param.id}' does not parse: {exc.msg} (line {exc.lineno})") from None
     return value
 
 
@@ -183,10 +174,11 @@ async def request_value(engine: Engine, param: Parameter, system: str, user: str
                         temperature: float, sample_index: int = 0) -> tuple[Any | None, str, int]:
     """Ask for a new value between the NEW_VALUE delimiters; re-ask once quoting the parse error.
 
-    Returns (value or None, the last error, the attempt that succeeded).
+    Returns (value or None, the last error, the attempt that succeeded). A value a validator rejects is treated like
+    a malformed reply: the re-ask quotes the validator's reason.
     """
     messages = [Message(role="system", content=system), Message(role="user", content=user)]
-    error = ""
+    error: ParseError | str = ""
     for attempt in range(2):  # the first try, and one re-ask that quotes the parse error
         request = LLMRequest(messages=tuple(messages), max_tokens=max_tokens, temperature=temperature,
                              sample_index=sample_index, tag=tag)
@@ -194,16 +186,21 @@ async def request_value(engine: Engine, param: Parameter, system: str, user: str
         try:
             return coerce_value(param, extract_delimited(reply.text)), "", attempt
         except ParseError as exc:
-            error = str(exc)
+            error = exc
             messages += [Message(role="assistant", content=reply.text), Message(role="user", content=prompts.REASK_PARSE.format(
-                error=error, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE))]
+                error=exc, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE))]
     return None, error, 2
 
 
-def rejected_reply(optimizer: str, param: Parameter, step: int, error: str, events: JsonlLog | None,
+def rejected_reply(optimizer: str, param: Parameter, step: int, error: ParseError | str, events: JsonlLog | None,
                    sample_index: int = 0) -> UpdateEvent:
-    """Log a reply that stayed malformed after the re-ask; the parameter keeps its value."""
+    """Log a reply that stayed malformed (or whose value a validator rejected) after the re-ask; the value is kept."""
+    validator = getattr(error, "validator", None)
     if events is not None:
-        events.write({"kind": "optimizer_reply_rejected", "optimizer": optimizer, "param": param.id, "step": step,
-                      "sample_index": sample_index, "reason": error, "kept_version": param.version})
-    return UpdateEvent(param.id, False, param.version, reason=f"malformed optimizer reply, kept v{param.version}: {error}")
+        record = {"kind": "optimizer_reply_rejected", "optimizer": optimizer, "param": param.id, "step": step,
+                  "sample_index": sample_index, "reason": str(error), "kept_version": param.version}
+        if validator:
+            record["validator"] = validator
+        events.write(record)
+    what = "rejected optimizer value" if validator else "malformed optimizer reply"
+    return UpdateEvent(param.id, False, param.version, reason=f"{what}, kept v{param.version}: {error}")

@@ -10,16 +10,28 @@ from textgrad_core.engines import Engine, LLMReply, LLMRequest, Message, Respons
 from textgrad_core.engines.base import parse_json_reply
 from textgrad_core.errors import ParseError
 from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, coerce_value, render_feedback
+from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, approx_tokens, clip_middle
+from textgrad_core.optimizers.context import without_shown_parameters
+from textgrad_core.optimizers.kinds import contract, json_schema
+from textgrad_core.validators import _preview
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
-_JSON_TYPE = {"text": "string", "code": "string", "number": "number"}
 
 
 def parameters_json(params: list[Parameter]) -> str:
-    """The parameters as the prompt shows them: {id: {kind, role, value, constraints}}."""
-    return json.dumps({p.id: {"kind": p.kind, "role": p.role, "value": p.value, "constraints": list(p.constraints)}
-                       for p in params}, ensure_ascii=False, indent=2, default=str)
+    """The parameters as the prompt shows them: {id: {kind, role, value, constraints}}, plus `choices` for a choice
+    and `contract` (the kind's and validators' requirements) where there is one."""
+    shown: dict[str, Any] = {}
+    for p in params:
+        entry: dict[str, Any] = {"kind": p.kind, "role": p.role, "value": p.value, "constraints": list(p.constraints)}
+        if p.kind == "choice":
+            entry["choices"] = list(p.choices or [])
+        terms = [line.removeprefix("- ") for line in contract(p).splitlines()]
+        if terms:
+            entry["contract"] = terms
+        shown[p.id] = entry
+    return json.dumps(shown, ensure_ascii=False, indent=2, default=str)
 
 
 def reply_schema(params: list[Parameter]) -> dict[str, Any]:
@@ -27,7 +39,7 @@ def reply_schema(params: list[Parameter]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": ["reasoning", "updates"],
             "properties": {"reasoning": {"type": "string"},
                            "updates": {"type": "object", "additionalProperties": False,
-                                       "properties": {p.id: {"type": _JSON_TYPE[p.kind]} for p in params}}}}
+                                       "properties": {p.id: json_schema(p) for p in params}}}}
 
 
 def decode_reply(reply: LLMReply) -> Any:
@@ -50,10 +62,10 @@ def check_updates(decoded: Any, params: list[Parameter]) -> tuple[dict[str, Any]
     for pid, raw in decoded["updates"].items():
         param = by_id.get(pid)
         if param is None:
-            errors.append(f"unknown parameter id '{pid}' (valid ids: {', '.join(by_id)})")
+            errors.append(f"unknown parameter id {_preview(pid)} (valid ids: {', '.join(by_id)})")
             continue
         if param.kind == "number" and (isinstance(raw, bool) or not isinstance(raw, (int, float))):
-            errors.append(f"'{pid}' is a number parameter; give a JSON number, not {json.dumps(raw)[:80]}")
+            errors.append(f"'{pid}' is a number parameter; give a JSON number, not {_preview(raw)}")
             continue
         try:
             value = coerce_value(param, raw)
@@ -86,11 +98,12 @@ class JointUpdate(ScriptStepping):
     name = "joint"
     accepts = frozenset({TRACE})
 
-    def __init__(self, params: Any = None, max_tokens: int = 4096, temperature: float = 0.0, *,
-                 engine: Engine | None = None):
+    def __init__(self, params: Any = None, max_tokens: int = 4096, temperature: float = 0.0,
+                 prompt_token_budget: int | None = 16000, *, engine: Engine | None = None):
         self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.prompt_token_budget = prompt_token_budget  # tokens ~ characters / 4; the trace is cut head and tail past it
 
     async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                      events: JsonlLog | None = None) -> list[UpdateEvent]:
@@ -100,7 +113,16 @@ class JointUpdate(ScriptStepping):
     def prompt(self, params: list[Parameter], credit: CreditResult) -> str:
         """The user message: the parameters as JSON and the trace (or feedback), between the simulator's markers."""
         intro, feedback = feedback_text(credit, params)
-        return prompts.JOINT_USER.format(parameters=parameters_json(params), feedback_intro=intro, feedback=feedback,
+        # The JSON holds every value the optimizer rewrites; the trace's copy of each is replaced by a reference.
+        feedback = without_shown_parameters(feedback, credit, params)
+        parameters = parameters_json(params)
+        if self.prompt_token_budget is not None:
+            rest = prompts.JOINT_USER.format(parameters=parameters, feedback_intro=intro, feedback="",
+                                             ids=", ".join(p.id for p in params))
+            room = self.prompt_token_budget * CHARS_PER_TOKEN - len(rest)
+            if approx_tokens(feedback) + approx_tokens(rest) > self.prompt_token_budget:
+                feedback = clip_middle(feedback, max(room, 400))
+        return prompts.JOINT_USER.format(parameters=parameters, feedback_intro=intro, feedback=feedback,
                                          ids=", ".join(p.id for p in params))
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,

@@ -10,6 +10,8 @@ from textgrad_core import prompts
 from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult, mean_score
 from textgrad_core.engines import Engine
 from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
+from textgrad_core.optimizers.kinds import contract, render_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -29,9 +31,10 @@ class OPRO(ScriptStepping):
     name = "opro"
     accepts = frozenset({PER_PARAMETER, TRACE, SCORES})  # it only uses the scores, which every credit kind carries
 
-    def __init__(self, params: Any = None, top_k: int = 20, max_tokens: int = 2048, temperature: float = 1.0, *,
-                 engine: Engine | None = None):
+    def __init__(self, params: Any = None, top_k: int = 20, max_tokens: int = 2048, temperature: float = 1.0,
+                 prompt_token_budget: int | None = 12000, *, engine: Engine | None = None):
         self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
+        self.prompt_token_budget = prompt_token_budget  # tokens ~ characters / 4; past it, history values are cut
         self.top_k = top_k
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -70,11 +73,19 @@ class OPRO(ScriptStepping):
     def prompt(self, param: Parameter) -> str:
         """The meta-prompt: constraints, the scored history (ascending) and the best value so far."""
         scored = self.top(param)
-        history = "\n".join(prompts.OPRO_HISTORY_ITEM.format(value=v, score=s) for v, s in scored) or "(no scored values yet)"
-        best = scored[-1][0] if scored else param.value
+        best = render_value(param, scored[-1][0] if scored else param.value)  # shown whole: the value to improve on
         constraints = prompts.TGD_CONSTRAINTS.format(constraints="\n".join(f"- {c}" for c in param.constraints)) if param.constraints else ""
-        return prompts.OPRO_USER.format(name=param.name, role=param.role, constraints=constraints, history=history,
-                                        best=best, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+        terms = contract(param)
+        kind_contract = prompts.TGD_CONTRACT.format(contract=terms) if terms else ""
+        values = [render_value(param, v) for v, _ in scored]
+        if self.prompt_token_budget is not None:  # the history shares what the rest of the prompt leaves
+            rest = prompts.OPRO_USER.format(name=param.name, role=param.role, constraints=constraints, contract=kind_contract,
+                                            history="", best=best, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+            values = fit_texts(values, self.prompt_token_budget * CHARS_PER_TOKEN - len(rest) - 40 * len(values))
+        history = "\n".join(prompts.OPRO_HISTORY_ITEM.format(value=v, score=s) for v, (_, s) in zip(values, scored)) \
+            or "(no scored values yet)"
+        return prompts.OPRO_USER.format(name=param.name, role=param.role, constraints=constraints, contract=kind_contract,
+                                        history=history, best=best, open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,

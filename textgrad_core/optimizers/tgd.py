@@ -9,6 +9,9 @@ from textgrad_core import prompts
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine
 from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, render_feedback, request_value
+from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
+from textgrad_core.optimizers.context import example_contexts, without_shown_parameters
+from textgrad_core.optimizers.kinds import contract, render_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -27,12 +30,17 @@ class TGD(ScriptStepping):
     accepts = frozenset({"per_parameter", "trace", "scores"})
 
     def __init__(self, params: Any = None, memory: int = 0, update_examples: list[str] | None = None,
-                 max_tokens: int = 2048, temperature: float = 0.0, *, engine: Engine | None = None):
+                 max_tokens: int = 2048, temperature: float = 0.0, example_context: bool = True,
+                 prompt_token_budget: int | None = 12000, *, engine: Engine | None = None):
         self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.memory = memory  # how many past (value, feedback) pairs to show: the "momentum" of TextGrad
         self.update_examples = list(update_examples or [])
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.example_context = example_context  # show each feedback's example (input, system output) when credit has it
+        # Tokens (~ characters / 4) of the whole user message; past it, feedback, example context and memory are cut
+        # head and tail to a shared length. The current value is always shown whole: it is what gets rewritten.
+        self.prompt_token_budget = prompt_token_budget
         self._past: dict[str, list[_PastUpdate]] = {}
 
     async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
@@ -46,7 +54,7 @@ class TGD(ScriptStepping):
         """One update call per parameter that received feedback, concurrently; nothing is applied."""
         todo = [(p, credit.for_parameter(p)) for p in params]
         todo = [(p, fb) for p, fb in todo if fb]
-        results = await asyncio.gather(*(self._propose_one(p, fb, engine, step, events, sample_index, temperature)
+        results = await asyncio.gather(*(self._propose_one(p, fb, engine, step, events, sample_index, temperature, credit)
                                          for p, fb in todo))
         proposal = Proposal()
         for (param, _), (value, reason, event) in zip(todo, results):
@@ -62,19 +70,39 @@ class TGD(ScriptStepping):
             return []
         return [p for p in self._past.get(param.id, []) if p.step < step][-self.memory:]
 
-    def prompt(self, param: Parameter, feedback: list[ParameterFeedback], step: int | None = None) -> str:
-        """The update prompt: the full current value, role, constraints, memory, examples and grouped feedback."""
+    def prompt(self, param: Parameter, feedback: list[ParameterFeedback], step: int | None = None,
+               credit: CreditResult | None = None) -> str:
+        """The update prompt: the whole current value, role, constraints, the kind's contract, memory, examples, the
+        context of each example the feedback came from, and the grouped feedback, within the token budget."""
         constraints = prompts.TGD_CONSTRAINTS.format(constraints="\n".join(f"- {c}" for c in param.constraints)) if param.constraints else ""
-        memory = ""
+        terms = contract(param)
+        kind_contract = prompts.TGD_CONTRACT.format(contract=terms) if terms else ""
         past = self.past_updates(param, step if step is not None else 1 << 62)
-        if past:
-            memory = prompts.TGD_MEMORY.format(memory="\n".join(
-                f'<PAST_VALUE n="{i}">\n{p.value}\n</PAST_VALUE>\n<PAST_FEEDBACK n="{i}">\n{p.feedback}\n</PAST_FEEDBACK>'
-                for i, p in enumerate(past, 1)))
-        examples = prompts.TGD_EXAMPLES.format(examples="\n\n".join(self.update_examples)) if self.update_examples else ""
-        return prompts.TGD_USER.format(name=param.name, role=param.role, value=param.value, constraints=constraints,
-                                       memory=memory, examples=examples, feedback=render_feedback(feedback),
-                                       open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+        contexts = example_contexts(credit, [f.example_id for f in feedback]) if credit is not None and self.example_context else []
+        if credit is not None:  # the trace's copy of this parameter's value would repeat CURRENT_VALUE
+            feedback = [ParameterFeedback(f.example_id, without_shown_parameters(f.text, credit, [param])) for f in feedback]
+        # Everything that may be cut, in one list, so one shared cap keeps the prompt within the budget.
+        texts = [f.text for f in feedback] + [t for _, i, o in contexts for t in (i, o)] + \
+                [t for p in past for t in (p.value, p.feedback)]
+
+        def build(texts: list[str]) -> str:
+            it = iter(texts)
+            fb = [ParameterFeedback(f.example_id, next(it)) for f in feedback]
+            ctx = [prompts.TGD_CONTEXT_ITEM.format(example_id=eid, input=next(it), output=next(it)) for eid, _, _ in contexts]
+            mem = [f'<PAST_VALUE n="{n}">\n{next(it)}\n</PAST_VALUE>\n<PAST_FEEDBACK n="{n}">\n{next(it)}\n</PAST_FEEDBACK>'
+                   for n, _ in enumerate(past, 1)]
+            return prompts.TGD_USER.format(
+                name=param.name, role=param.role, value=render_value(param), constraints=constraints, contract=kind_contract,
+                memory=prompts.TGD_MEMORY.format(memory="\n".join(mem)) if mem else "",
+                examples=prompts.TGD_EXAMPLES.format(examples="\n\n".join(self.update_examples)) if self.update_examples else "",
+                context=prompts.TGD_CONTEXT.format(context="\n".join(ctx)) if ctx else "",
+                feedback=render_feedback(fb), open=prompts.NEW_VALUE_OPEN, close=prompts.NEW_VALUE_CLOSE)
+
+        text = build(texts)
+        if self.prompt_token_budget is not None and len(text) > self.prompt_token_budget * CHARS_PER_TOKEN:
+            fixed = len(text) - sum(map(len, texts))
+            text = build(fit_texts(texts, self.prompt_token_budget * CHARS_PER_TOKEN - fixed - 50 * len(texts)))
+        return text
 
     def _remember(self, param: Parameter, feedback: list[ParameterFeedback], step: int) -> None:
         # Once per (step, value): the n samples of a candidate search share one memory entry.
@@ -84,9 +112,9 @@ class TGD(ScriptStepping):
             past.append(_PastUpdate(step, value, render_feedback(feedback)))
 
     async def _propose_one(self, param: Parameter, feedback: list[ParameterFeedback], engine: Engine, step: int,
-                           events: JsonlLog | None, sample_index: int,
-                           temperature: float | None) -> tuple[Any, str, UpdateEvent | None]:
-        user = self.prompt(param, feedback, step)
+                           events: JsonlLog | None, sample_index: int, temperature: float | None,
+                           credit: CreditResult | None = None) -> tuple[Any, str, UpdateEvent | None]:
+        user = self.prompt(param, feedback, step, credit)
         if self.memory:  # the value received this feedback whether or not the reply below is usable
             self._remember(param, feedback, step)
         value, error, attempt = await request_value(
