@@ -8,10 +8,13 @@ shapes, so credit (backprop, trace, ...) reaches it.
 """
 from __future__ import annotations
 
+import inspect
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 from textgrad_core.errors import ConfigError
+from textgrad_core.modules.recorder import declare
 from textgrad_core.variable import Parameter, ParameterSet
 
 
@@ -42,8 +45,23 @@ class Module:
 
     def parameters(self) -> list[Parameter]:
         """Fresh trainable Parameters with their initial values, named `<module name>.<key>`."""
-        return [Parameter(value=s.value, role=s.role, name=f"{self.name}.{s.key}", kind=s.kind,  # type: ignore[arg-type]
+        made = [Parameter(value=s.value, role=s.role, name=f"{self.name}.{s.key}", kind=s.kind,  # type: ignore[arg-type]
                           constraints=list(s.constraints), **s.extra) for s in self.specs()]
+        description, source = self.structure()
+        for param in made:
+            declare(param, f"{type(self).__name__} '{self.name}'", description, source)
+        return made
+
+    def structure(self) -> tuple[str, str]:
+        """The module's description (its module and class docstrings) and the source of its `acall`: what a
+        static-analysis optimizer reads instead of running the system."""
+        cls = type(self)
+        doc = "\n\n".join(d for d in (inspect.getdoc(inspect.getmodule(cls)), inspect.getdoc(cls)) if d)
+        try:
+            source = textwrap.dedent(inspect.getsource(cls.acall))  # type: ignore[attr-defined]
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        return doc, source
 
     @property
     def params(self) -> ParameterSet:

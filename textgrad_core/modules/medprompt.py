@@ -59,6 +59,13 @@ def options_block(options: list[str], order: list[int]) -> str:
     return "\n".join(f"({LETTERS[pos]}) {options[i]}" for pos, i in enumerate(order))
 
 
+def demo_output(reply: str, option: str) -> str:
+    """A member's chain of thought as a demo: its reasoning, with the letter line replaced by the option's text
+    (a demo is shown without options, so a letter would mean nothing)."""
+    reasoning = "\n".join(line for line in reply.splitlines() if not _LETTER.search(line)).strip()
+    return f"{reasoning}\nAnswer: {option}".strip()
+
+
 def render_demos(demos: list[dict[str, Any]]) -> str:
     """Demos as 'Question: ... / <output>' blocks (the output is the demo's chain of thought and answer)."""
     return "\n\n".join(f"Question: {d['input']}\n{d['output']}" for d in demos) or "(none)"
@@ -121,7 +128,8 @@ class Medprompt(Module):
         text = (f"Members chose {[c for c in chosen]} (agreement {agreement:.2f}).\n"
                 f"Answer: {winner if winner is not None else ''}")
         output = Variable(value=text, role="the ensemble's answer", op=op)
-        observe(demos_param, question, str(replies[0].value), f"{self.name} (medprompt)")
+        if chosen[0] is not None:  # member 0 saw the original order; as a demo its answer names the option itself
+            observe(demos_param, question, demo_output(str(replies[0].value), chosen[0]), f"{self.name} (medprompt)")
         return output
 
     @staticmethod

@@ -38,3 +38,26 @@ CASCADE_INSTRUCTION = COT_INSTRUCTION
 MEDPROMPT_INSTRUCTION = ("Answer the multiple-choice question. Think step by step, then give the letter of the "
                          "correct option on the last line, in the form 'Answer: <letter>'.")
 MEDPROMPT_TEMPLATE = "Solved examples:\n{demos}\n\nQuestion:\n{question}\n\nOptions:\n{options}"
+
+# The static-analysis optimizer (textgrad_core/optimizers/static.py): it sees the system's structure, never a run.
+STATIC_SYSTEM = (
+    "You improve one parameter of an AI system by static analysis: you read how the system is built (the module "
+    "that uses the parameter, its description and source) and a few inputs it will receive, WITHOUT any output, "
+    "score or feedback from running it. Anticipate what those inputs need. Write the complete new value between "
+    "{open} and {close}, and nothing after it.")
+STATIC_USER = """<PARAMETER name="{name}" kind="{kind}">
+Role: {role}
+{constraints}<CURRENT_VALUE>
+{value}
+</CURRENT_VALUE>
+</PARAMETER>
+
+<STRUCTURE>
+{structure}
+</STRUCTURE>
+
+<TRAINING_INPUTS>
+{inputs}
+</TRAINING_INPUTS>
+
+Propose a better value for {name}: one that serves these kinds of input, given how the system uses it."""

@@ -29,7 +29,27 @@ class Observation:
     consumer: str  # the module (and op) that used the parameter
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """Where a parameter is used, known before any run: the module that declared it, in words and source."""
+
+    module: str
+    description: str
+    source: str
+
+
 _book: "weakref.WeakKeyDictionary[Parameter, dict[str, Observation]]" = weakref.WeakKeyDictionary()
+_declared: "weakref.WeakKeyDictionary[Parameter, Declaration]" = weakref.WeakKeyDictionary()
+
+
+def declare(param: Parameter, module: str, description: str, source: str) -> None:
+    """Record which module uses `param` and how (its docstring and source): the static structure of the system."""
+    _declared[param] = Declaration(module, description, source)
+
+
+def declaration(param: Parameter) -> Declaration | None:
+    """The module that declared `param`, or None for a parameter no module declared (a task's own)."""
+    return _declared.get(param)
 
 
 def observe(param: Parameter, input: Any, output: Any, consumer: str) -> bool:
