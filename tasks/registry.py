@@ -19,6 +19,13 @@ TASKS: dict[str, str] = {
     "gsm8k": "tasks.gsm8k:GSM8KTask",
     "layered": "tasks.layered:LayeredTask",
     "hotpotqa_rag": "tasks.hotpotqa_rag:HotpotQARAGTask",
+    "gsm8k_sc": "tasks.gsm8k_sc:GSM8KSelfConsistencyTask",
+    "hotpotqa_multihop": "tasks.hotpotqa_multihop:HotpotQAMultiHopTask",
+    "humaneval_sf": "tasks.humaneval_sf:HumanEvalSampleFilterTask",
+    "math_sympy": "tasks.math_sympy:MathSympyTask",
+    "gsm8k_agent": "tasks.gsm8k_agent:GSM8KAgentTask",
+    "cascade": "tasks.cascade:CascadeTask",
+    "gsm8k_mc": "tasks.gsm8k_mc:GSM8KMedpromptTask",
 }
 
 
