@@ -21,6 +21,7 @@ from experiments import sweep as sweeps
 from experiments.factory import (build_credit, build_engines, build_optimizer, build_search, load_task, plug_in_overrides,
                                  role_configs)
 from experiments.report import print_summary
+from textgrad_core.engines.http_logging import route_http_logs, unroute_http_logs
 from textgrad_core.errors import ConfigError, TextgradError
 from textgrad_core.rundir import RunDir
 from textgrad_core.trainer import Trainer, TrainerConfig
@@ -61,8 +62,11 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
     if resume:
         state = run.read_checkpoint()
         run.rewind(state.get("logs", {}))
-        trainer.load_state(state, run.calls_after(state.get("logs", {}).get("calls", 0)))
-        run.events.write({"kind": "resumed", "from_step": trainer.completed_steps})
+        after = run.calls_after(state.get("logs", {}).get("calls", 0))
+        trainer.load_state(state, after)
+        restored = engines.backfill_cache(after)
+        run.events.write({"kind": "resumed", "from_step": trainer.completed_steps, "calls_after_checkpoint": len(after),
+                          "cache_entries_restored": restored})
     if job:
         sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="running",
                           run_dir=str(run.path))
@@ -150,25 +154,26 @@ def _read_summary(run: RunDir) -> dict[str, Any]:
 
 @contextmanager
 def _run_log(path: Path) -> Iterator[None]:
-    """Python logging of the run goes to run.log; the console shows only warnings (and the progress bar)."""
+    """Python logging of the run goes to run.log (HTTP client detail included); the console shows only warnings
+    and the progress bar."""
     root = logging.getLogger()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    level = root.level
+    level, console = root.level, [(h, h.level) for h in root.handlers]
+    for h, lvl in console:
+        h.setLevel(max(lvl, logging.WARNING))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    console = [h for h in root.handlers if h is not handler]
-    saved = [(h, h.level) for h in console]
-    for h in console:
-        h.setLevel(max(h.level, logging.WARNING))
+    route_http_logs(handler)
     try:
         yield
     finally:
+        unroute_http_logs(handler)
         root.removeHandler(handler)
         handler.close()
         root.setLevel(level)
-        for h, lvl in saved:
+        for h, lvl in console:
             h.setLevel(lvl)
 
 

@@ -2,6 +2,7 @@
 that had completed is paid twice; Ctrl-C writes a `stopped` summary and the run resumes from it."""
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -11,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from runs_cli import popen_cli, records, run_cli
+from textgrad_core.engines import EngineSet, JsonlLog, LLMRequest, ScriptedBackend
+from textgrad_core.engines.cache import RequestCache
 
 # A run with the request cache on (so completed calls are replayed, never re-paid) and a small simulated latency
 # (so a kill can land anywhere: mid-forward, mid-credit, mid-validation, between steps, during file writes).
@@ -105,3 +108,22 @@ def test_ctrl_c_writes_a_stopped_summary_and_the_run_resumes(tmp_path, uninterru
     resumed = run_cli(tmp_path, f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert _outcome(run_dir) == expected
+
+
+def test_a_reply_logged_but_never_cached_is_put_back_and_not_paid_again(tmp_path):
+    # A kill between the call-log line and the cache write: resume restores the entry from the log.
+    log = JsonlLog(tmp_path / "calls.jsonl")
+    backend = ScriptedBackend(reply_fn=lambda r: "Answer: 4")
+    cfg = {"provider": "scripted", "model": "m", "cache": {"enabled": True, "path": str(tmp_path / "c.sqlite")}}
+    engines = EngineSet({"forward": cfg}, scripted=backend, call_log=log)
+    request = LLMRequest.chat("2 + 2?", tag="forward:solve")
+    asyncio.run(engines["forward"].acomplete(request))
+    (record,) = records(tmp_path / "calls.jsonl")
+    cache = RequestCache(tmp_path / "c.sqlite", "default")
+    cache._db.execute("DELETE FROM replies")  # as if the process died before the cache write
+    assert cache.get(record["cache_key"]) is None
+
+    again = EngineSet({"forward": cfg}, scripted=backend)
+    assert again.backfill_cache([record]) == 1 and again.backfill_cache([record]) == 0
+    reply = asyncio.run(again["forward"].acomplete(request))
+    assert reply.cache_hit and reply.text == "Answer: 4" and len(backend.requests) == 1

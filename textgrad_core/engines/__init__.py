@@ -102,6 +102,14 @@ class EngineSet:
                                                              events=events, **backend_kwargs)
             self._engines[role] = base.with_role(role)
 
+    def backfill_cache(self, records: list[dict]) -> int:
+        """Put back into each role's cache the replies its logged calls got but never stored (see RequestCache)."""
+        added = 0
+        for role, engine in self._engines.items():
+            if engine.cache is not None and engine.cache_mode == "readwrite":
+                added += engine.cache.backfill([r for r in records if r.get("role") == role])
+        return added
+
     def __getitem__(self, role: str) -> Engine:
         return self._engines[role]
 

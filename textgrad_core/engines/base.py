@@ -111,6 +111,7 @@ class _Call:
     request_id: str
     context: dict[str, Any]
     attempts: int = 0
+    cache_key: str | None = None  # logged, so a resumed run can put back a reply logged but not yet cached
 
 
 class Engine:
@@ -176,7 +177,7 @@ class Engine:
         call = _Call(request, request.model or self.config.model, new_request_id(), current_call_context())
         if self.cache is None:
             return await self._call(call, None)
-        key = request.cache_key(self.provider, call.model, self.reply_identity())
+        key = call.cache_key = request.cache_key(self.provider, call.model, self.reply_identity())
         cached = self.cache.get(key)
         if cached is not None:
             return self._from_cache(call, cached)
@@ -208,6 +209,8 @@ class Engine:
 
     def _from_cache(self, call: _Call, stored: LLMReply) -> LLMReply:
         reply = stored.model_copy(update={"cache_hit": True, "latency_s": 0.0, "cost_usd": 0.0})
+        if call.request.response_format is not None and reply.parsed is None:
+            reply = reply.model_copy(update={"parsed": parse_json_reply(reply.text)})
         self.ledger.record(self.role, reply, call.context.get("phase"))
         self._log(call, reply=reply)
         return reply
@@ -325,6 +328,7 @@ class Engine:
             "temperature": request.temperature,
             "sample_index": request.sample_index,
             "attempts": call.attempts,
+            "cache_key": call.cache_key,
         }
         if reply is not None:
             record.update(reply=reply.text, usage=reply.usage.model_dump(), cost_usd=reply.cost_usd,

@@ -69,6 +69,20 @@ class RequestCache:
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"Writing the request cache at {self.path} failed: {exc}") from exc
 
+    def backfill(self, records: list[dict]) -> int:
+        """Store the replies of logged calls that never reached the cache (a run killed between its call log and
+        its cache write); returns how many were put back. Entries already present are left as they are."""
+        added = 0
+        for r in records:
+            key = r.get("cache_key")
+            if not key or r.get("error") is not None or r.get("cache_hit") or r.get("reply") is None:
+                continue
+            if self.get(key) is None:
+                self.put(key, LLMReply(text=r["reply"], model=r["model"], provider=r["provider"],
+                                       usage=r.get("usage") or {}, finish_reason=r.get("finish_reason")))
+                added += 1
+        return added
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM replies WHERE namespace=?", (self.namespace,)).fetchone()[0]
