@@ -6,7 +6,7 @@ from typing import Any, Mapping
 from tasks.registry import load_task
 from textgrad_core import registry
 from textgrad_core.engines import EngineSet, JsonlLog, Ledger, PriceTable
-from textgrad_core.engines.config import BudgetConfig
+from textgrad_core.engines.config import parse_budget_config
 from textgrad_core.errors import ConfigError
 from textgrad_core.search import CandidateSearch
 from textgrad_core.task import Task
@@ -78,7 +78,7 @@ def role_configs(cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def build_engines(cfg: Mapping[str, Any], task: Task, splits: Any, call_log: JsonlLog | None,
                   events: JsonlLog | None = None) -> EngineSet:
     """The run's engines, sharing one ledger (with the budget and price table), one call log and one event log."""
-    ledger = Ledger(budget=BudgetConfig.model_validate(dict(cfg.get("budget") or {})),
+    ledger = Ledger(budget=parse_budget_config(cfg.get("budget") or {}),
                     prices=PriceTable(dict(cfg.get("pricing") or {})))
     configs = role_configs(cfg)
     world = task.sim_world(splits) if any(c.get("provider") == "sim" for c in configs.values()) else None
