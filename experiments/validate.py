@@ -168,7 +168,8 @@ def _method_problems(cfg: Mapping[str, Any]) -> list[str]:
         except ConfigError as exc:
             problems.append(str(exc))
             continue
-        problems += signature_problems(cls, options, kind)
+        # `params` and `engine` bind an optimizer for a script's step(); the trainer passes its own, never a config.
+        problems += signature_problems(cls, options, kind, skip=("params", "engine"))
     search = cfg.get("search")
     if search is not None and not isinstance(search, Mapping):
         problems.append(f"search={show(search)}: must be a mapping with a name (search=none, greedy, beam, pareto)")
