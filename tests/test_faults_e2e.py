@@ -3,7 +3,6 @@ every answered call is in calls.jsonl, and every fault is an event of the run.""
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import zlib
 from pathlib import Path
@@ -14,23 +13,11 @@ from hydra import compose, initialize_config_dir
 from experiments.run import run_experiment
 from provider_server import FaultMix
 from runs_cli import records
-from textgrad_core import prompts
+from wire_model import wire_reply
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 TASKS = ("bbh_object_counting", "gsm8k", "hotpotqa_rag")
 CREDITS = ("backprop", "semantic", "trace")
-
-
-def wire_reply(body: dict) -> str:
-    """A deterministic stand-in for a model, from the request alone: new values when asked for one, else an
-    answer line that doubles as feedback."""
-    last = body["messages"][-1]["content"]
-    text = last if isinstance(last, str) else json.dumps(last)
-    h = int(hashlib.sha256(text.encode()).hexdigest()[:6], 16)
-    if prompts.NEW_VALUE_OPEN in text:
-        return (f"{prompts.NEW_VALUE_OPEN}\nSolve the problem step by step, check the count twice (revision {h % 97}),"
-                f" and end with 'Answer: <answer>'.\n{prompts.NEW_VALUE_CLOSE}")
-    return f"Answer: {h % 9}. The instruction should say to count each item once and to check the total."
 
 
 def _messages_key(messages: list) -> str:
