@@ -2,7 +2,9 @@
 
 Uses the scripted engine (no service): every stage is an LLM call with its own trainable instruction, feeding
 the next stage; the last output is scored by an always-wrong metric so every example sends feedback.
-Run: `python -m benchmarks.credit_calls` (prints the markdown table used in docs/credit.md).
+Each call's prompt size is measured too: characters of every message sent (system, user and, for re-asks, the
+quoted reply) and approximate tokens (characters / 4, no tokenizer is tied to the engine).
+Run: `python -m benchmarks.credit_calls` (prints the markdown tables used in docs/credit.md).
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from textgrad_core.ops import LLMCall
 from textgrad_core.variable import Parameter, Tape, Variable
 
 
-def _reply(request: LLMRequest) -> str:
-    """Scripted replies in the format each kind of call asks for."""
+def _reply(request: LLMRequest, output_chars: int = 0) -> str:
+    """Scripted replies in the format each kind of call asks for; a stage's output has `output_chars` of reasoning."""
     kind = request.tag.split(":", 1)[0]
     if kind == "optimizer":
         if "<JOINT_UPDATE>" in request.user_text:
@@ -30,7 +32,7 @@ def _reply(request: LLMRequest) -> str:
         return "<NEW_VALUE>\nimproved\n</NEW_VALUE>"
     if kind == "credit":
         return "Be more specific."
-    return "stage output"
+    return ("Let me reason step by step. " * (output_chars // 28 + 1))[:output_chars] + "\nAnswer: 1" if output_chars else "stage output"
 
 
 def _wrong(prediction, example):
@@ -38,18 +40,30 @@ def _wrong(prediction, example):
     return MetricResult(score=0.0, feedback="Wrong: expected 1.")
 
 
-def measure(credit_name: str, optimizer_name: str, stages: int, batch: int) -> dict[str, int] | None:
-    """Credit and optimizer calls of one step; None when the pair is incompatible."""
+LONG_INSTRUCTION = 800  # a realistic instruction
+LONG_OUTPUT = 6000  # a long chain-of-thought response, its answer on the last line
+
+
+def _chars(requests) -> int:
+    """Characters of every message of these requests."""
+    return sum(len(m.content) for r in requests for m in r.messages)
+
+
+def measure(credit_name: str, optimizer_name: str, stages: int, batch: int, instruction_chars: int = 0,
+            output_chars: int = 0) -> dict[str, int] | None:
+    """Credit and optimizer calls of one step and their prompt characters; None when the pair is incompatible."""
     credit = build_credit({"name": credit_name})
     try:
         optimizer = build_optimizer({"name": optimizer_name}, credit)
     except ConfigError:
         return None
-    backend = ScriptedBackend(reply_fn=_reply)
+    backend = ScriptedBackend(reply_fn=lambda r: _reply(r, output_chars))
     engines = EngineSet({"forward": {"provider": "scripted", "model": "s", "cache": {"enabled": False}}}, scripted=backend)
-    params = [Parameter(value=f"Instruction of stage {i}.", role=f"instruction of stage {i}", name=f"stage{i}") for i in range(stages)]
+    pad = " Work through the question carefully and state the result on the last line." * (instruction_chars // 77 + 1)
+    params = [Parameter(value=f"Instruction of stage {i}." + (pad[:instruction_chars] if instruction_chars else ""),
+                        role=f"instruction of stage {i}", name=f"stage{i}") for i in range(stages)]
 
-    async def run() -> tuple[int, int]:
+    async def run() -> dict[str, int]:
         traces = []
         for b in range(batch):
             with Tape(f"ex{b}") as tape:
@@ -62,10 +76,11 @@ def measure(credit_name: str, optimizer_name: str, stages: int, batch: int) -> d
         result = await credit.assign(traces, params, engines["credit"])
         n1 = len(backend.requests)
         await optimizer.step(params, result, engines["optimizer"], step=1)
-        return n1 - n0, len(backend.requests) - n1
+        credit_requests, optimizer_requests = backend.requests[n0:n1], backend.requests[n1:]
+        return {"credit": len(credit_requests), "optimizer": len(optimizer_requests),
+                "credit_chars": _chars(credit_requests), "optimizer_chars": _chars(optimizer_requests)}
 
-    credit_calls, optimizer_calls = asyncio.run(run())
-    return {"credit": credit_calls, "optimizer": optimizer_calls}
+    return asyncio.run(run())
 
 
 def table(stages_list=(1, 3, 6), batch: int = 3) -> str:
@@ -81,5 +96,23 @@ def table(stages_list=(1, 3, 6), batch: int = 3) -> str:
     return "\n".join(rows)
 
 
+def prompt_table(stages: int = 3, batch: int = 3, instruction_chars: int = 0, output_chars: int = 0) -> str:
+    """The markdown table of prompt characters (and approximate tokens) sent per step, per strategy pair."""
+    rows = [f"| credit | optimizer | credit prompts: chars (~tokens) | optimizer prompts: chars (~tokens) | total ~tokens |",
+            "|---|---|---|---|---|"]
+    for c in CREDIT:
+        for o in OPTIMIZERS:
+            m = measure(c, o, stages, batch, instruction_chars, output_chars)
+            if m is None:
+                continue
+            cc, oc = m["credit_chars"], m["optimizer_chars"]
+            rows.append(f"| {c} | {o} | {cc} (~{-(-cc // 4)}) | {oc} (~{-(-oc // 4)}) | ~{-(-cc // 4) + -(-oc // 4)} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(f"LLM calls per optimization step, batch size 3, scripted engine (every example wrong):\n\n{table()}")
+    print(f"\nPrompt size per optimization step, 3-stage chain, batch size 3 (characters of all messages sent; "
+          f"~tokens = characters / 4), short values:\n\n{prompt_table()}")
+    print(f"\nThe same with long values (each instruction {LONG_INSTRUCTION} characters, each stage output "
+          f"{LONG_OUTPUT} characters ending in an 'Answer:' line):\n\n{prompt_table(instruction_chars=LONG_INSTRUCTION, output_chars=LONG_OUTPUT)}")

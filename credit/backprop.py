@@ -10,8 +10,9 @@ from textgrad_core.engines import Engine, LLMRequest
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, clip_middle, fit_texts
 from textgrad_core.variable import Parameter, Variable
 
-# An input value shorter than this is not replaced by a reference in the quoted prompt: it could match by accident.
-MIN_DEDUP_CHARS = 20
+# An input value shorter than this is not replaced by a reference in the quoted prompt: it could match by accident,
+# and the reference itself is about this long.
+MIN_DEDUP_CHARS = 80
 # The example context a strategy publishes for the optimizer is bounded per value; the optimizer cuts further.
 CONTEXT_CHARS = 20_000
 
