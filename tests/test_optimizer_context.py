@@ -20,8 +20,8 @@ from textgrad_core.optimizers.budget import approx_tokens, clip_middle, shared_c
 from textgrad_core.variable import Parameter, Tape, Variable
 
 INSTRUCTION = "Count every object in the question, one by one, then give the total on the last line."
-DEMOS = "Q: I have a pen and two cups. How many objects? A: 3"
-QUESTION = "I have a chair, two tables and a lamp. How many objects do I have?"
+DEMOS = "Q: I have a pen, a book and two cups on my desk. How many objects are there? A: pen, book, cup, cup: 4"
+QUESTION = "I have a chair, two tables and a lamp in the living room, and a bed upstairs. How many objects do I have?"
 ANSWER_LINE = "Answer: 4"
 
 
