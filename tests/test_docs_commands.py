@@ -4,8 +4,8 @@ Each file's shell blocks run in order, in a scratch working directory that mirro
 paths work and runs land in the scratch directory), with `python` the project's interpreter. The only changes to
 a command, all mechanical:
 - the endpoint: real providers are reached through the local provider server (`OPENAI_BASE_URL`,
-  `ANTHROPIC_BASE_URL`; a `http://localhost:<port>/v1` in a command becomes the server's address), and a key
-  placeholder (`KEY=...`) gets a dummy value;
+  `ANTHROPIC_BASE_URL`; a `http://localhost:<port>/v1` in a command becomes the server's address), with a dummy
+  key in the environment as a reader would have exported a real one (a placeholder `KEY=...` gets it too);
 - `python -m experiments.run` gets small sizes appended (one step, 4 validation and 4 test examples) for every
   size option the command does not set itself, so the suite stays fast;
 - placeholders of docs/new-task.md's template: `/path/to/this/repo` is the checkout, `/path/to/my_project` is
@@ -86,19 +86,24 @@ def test_every_shell_command_of_the_doc_runs_as_written(doc, server, tmp_path):
     cwd = scratch(tmp_path)
     bin_dir = str(Path(sys.executable).parent)
     env = {k: v for k, v in os.environ.items() if k != "TEXTGRAD_SWEEP_ID"}
-    env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", PYTHONPATH=str(ROOT),
-               OPENAI_BASE_URL=server.openai_base_url, ANTHROPIC_BASE_URL=server.anthropic_base_url)
-    ran = 0
+    # A reader of a real-provider command has exported its key; the endpoint is the local server.
+    env.update(PATH=f"{bin_dir}:{env.get('PATH', '')}", PYTHONPATH=str(ROOT), OPENAI_API_KEY="Qw7Zr3Kp9Lm2Xv",
+               ANTHROPIC_API_KEY="Hd4Jn8Tb2Wc6Ys", OPENAI_BASE_URL=server.openai_base_url,
+               ANTHROPIC_BASE_URL=server.anthropic_base_url)
+    # One shell session per file, as a reader would type them: an `export` carries on to the next command.
+    script, shown = ["set -e"], []
     for command in commands:
         if not_run(command):
             continue
-        line = adapt(command, server)
-        proc = subprocess.run(["bash", "-c", f"set -e; {line}"], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=600)
-        assert proc.returncode == 0, f"{doc.name}: `{command}` failed:\n{proc.stderr[-3000:]}"
-        assert "Traceback" not in proc.stderr, f"{doc.name}: `{command}`:\n{proc.stderr[-3000:]}"
-        ran += 1
-    assert ran or all(not_run(c) for c in commands)
+        script += [f"echo '@@ {len(shown)}' >&2", adapt(command, server)]
+        shown.append(command)
+    proc = subprocess.run(["bash", "-c", "\n".join(script)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    markers = re.findall(r"^@@ (\d+)$", proc.stderr, re.M)
+    last = shown[int(markers[-1])] if markers else "(before the first command)"
+    assert proc.returncode == 0, f"{doc.name}: `{last}` failed:\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, f"{doc.name}: a traceback:\n{proc.stderr[-3000:]}"
+    assert len(markers) == len(shown) and (shown or all(not_run(c) for c in commands))
 
 
 def test_the_readme_opens_with_the_two_setup_commands():
