@@ -203,7 +203,12 @@ def main(cfg: DictConfig) -> None:
         _failed_jobs.append(job["num"])
         sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="invalid", error=str(exc))
         return
-    print_summary(summary)
+    if summary.get("status") == "failed":  # e.g. a replay miss: the summary records it, the user gets one line
+        print(f"error: {summary.get('error')}", file=sys.stderr)
+        if job is None:
+            sys.exit(2)
+    else:
+        print_summary(summary)
     if summary.get("status") != "completed" and job is not None:
         _failed_jobs.append(job["num"])
 
