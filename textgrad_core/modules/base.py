@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgrad_core.errors import ConfigError
-from textgrad_core.modules.recorder import declare
+from textgrad_core.modules.recorder import declare, observe
 from textgrad_core.variable import Parameter, ParameterSet
 
 
@@ -78,6 +78,12 @@ class Module:
             raise ConfigError(f"module {self.name}: parameter '{full}' is missing from the parameter set: return "
                               f"module.parameters() from the task's initial_parameters().")
         return source[full]
+
+
+    def record(self, params: ParameterSet | None, input: Any, output: Any) -> None:
+        """Let every parameter of this module observe one pass (kept only on training passes; see recorder)."""
+        for spec in self.specs():
+            observe(self.param(params, spec.key), input, output, f"{type(self).__name__} '{self.name}'")
 
 
 def whole_number(param: Parameter, low: int, high: int) -> int:

@@ -17,7 +17,6 @@ from typing import Any, Callable
 from textgrad_core.engines import Engine, LLMRequest, Message
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, fraction
-from textgrad_core.modules.recorder import observe
 from textgrad_core.modules.self_consistency import last_answer, vote
 from textgrad_core.ops import as_variable
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
@@ -100,7 +99,7 @@ class Cascade(Module):
                       description=(f"Route '{route}': the cheap tier answers with {self.probes} samples; when their "
                                    "agreement is below the threshold the next tier answers. Called: "
                                    f"{', '.join(used)}; confidence {confidence:.2f}; cost ${cost:.6f}."))
-        observe(instruction, str(question.value), response, f"{self.name} (cascade)")
+        self.record(params, str(question.value), response)
         return Variable(value=value, role="the cascade's answer, route, confidence and cost", op=op)
 
     async def _ask(self, tier: Tier, instruction: Variable, question: Variable, sample_index: int) -> tuple[Variable, float]:

@@ -22,7 +22,6 @@ from typing import Any, Awaitable, Callable
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
-from textgrad_core.modules.recorder import observe
 from textgrad_core.modules.self_consistency import vote
 from textgrad_core.ops import FormattedLLMCall
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
@@ -129,7 +128,7 @@ class Medprompt(Module):
                 f"Answer: {winner if winner is not None else ''}")
         output = Variable(value=text, role="the ensemble's answer", op=op)
         if chosen[0] is not None:  # member 0 saw the original order; as a demo its answer names the option itself
-            observe(demos_param, question, demo_output(str(replies[0].value), chosen[0]), f"{self.name} (medprompt)")
+            self.record(params, question, demo_output(str(replies[0].value), chosen[0]))
         return output
 
     @staticmethod

@@ -14,7 +14,6 @@ from typing import Any
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
-from textgrad_core.modules.recorder import observe
 from textgrad_core.ops import FormattedLLMCall, as_variable, join
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
@@ -120,7 +119,7 @@ class MultiHopRAG(Module):
                                   {"passages": "retrieved passages", "question": "question"}, reader_instruction,
                                   name=f"{self.name}.reader", output_role="answer from the passages, ending with 'Answer:'")
         response = await reader.acall(passages=found, question=question)
-        observe(reader_instruction, str(question.value), str(response.value), f"{self.name} (RAG reader)")
+        self.record(params, str(question.value), str(response.value))
         return (response, hops) if return_hops else response
 
 

@@ -18,7 +18,6 @@ from typing import Any, Callable
 from textgrad_core.engines import Engine
 from textgrad_core.modules import probe_harness, prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
-from textgrad_core.modules.recorder import observe
 from textgrad_core.ops import LLMCall, as_variable
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
@@ -133,7 +132,7 @@ class SampleAndFilter(Module):
 
         runs = list(await asyncio.gather(*(run(p) for p in programs)))
         chosen = self._select(programs, runs, n_param)
-        observe(instruction, str(problem.value), str(chosen.value), f"{self.name} (sample-and-filter)")
+        self.record(params, str(problem.value), str(chosen.value))
         return chosen
 
     def _probes(self, tests: Variable) -> Variable:

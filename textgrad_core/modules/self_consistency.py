@@ -17,7 +17,6 @@ from typing import Any, Callable
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, fraction, whole_number
-from textgrad_core.modules.recorder import observe
 from textgrad_core.ops import LLMCall, as_variable
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
@@ -84,7 +83,7 @@ class SelfConsistency(Module):
                                  max_tokens=self.max_tokens, output_role="greedy chain of thought ending with 'Answer:'")
             greedy = await greedy_llm.acall(question, sample_index=0)
         output = self._vote_node(samples, answers, winner, agreement, greedy, k_param, threshold_param, threshold)
-        observe(instruction, str(question.value), str(output.value), f"{self.name} (self-consistency)")
+        self.record(params, str(question.value), str(output.value))
         return output
 
     def _vote_node(self, samples: list[Variable], answers: list[str | None], winner: str | None, agreement: float,

@@ -15,7 +15,6 @@ from typing import Callable
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
-from textgrad_core.modules.recorder import observe
 from textgrad_core.ops import FormattedLLMCall, LLMCall, as_variable
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
@@ -94,7 +93,7 @@ class SymbolicChecker(Module):
                                          verdict=_message(verdict))
             verdict = self._check(proposal, spec)
             attempts += 1
-        observe(instruction, str(problem.value), str(proposal.value), f"{self.name} (symbolic checker)")
+        self.record(params, str(problem.value), str(proposal.value))
         return self._result(proposal, verdict, retries_param, attempts)
 
     def _check(self, proposal: Variable, spec: Variable) -> Variable:

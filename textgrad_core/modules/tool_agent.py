@@ -16,7 +16,6 @@ from typing import Callable
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec
-from textgrad_core.modules.recorder import observe
 from textgrad_core.ops import FormattedLLMCall, as_variable, join
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
@@ -81,8 +80,7 @@ class ToolAgent(Module):
             reply = await step_llm.acall(tools=tools, question=question, scratchpad=scratchpad)
             action = parse_action(str(reply.value))
             if action is None:  # no tool chosen: the reply is the answer
-                observe(self.param(params, "instruction"), str(question.value), str(reply.value),
-                        f"{self.name} (tool agent)")
+                self.record(params, str(question.value), str(reply.value))
                 return reply
             observation = self._call_tool(index, reply, action, definitions)
             start = [] if index == 1 else [scratchpad]
