@@ -43,7 +43,7 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
         plain = _saved_config(Path(resume), plain, overrides or [])
     _validate(plain)
     task = load_task(plain["task"])
-    splits = task.load_splits()
+    splits = task.checked_splits()
     credit = build_credit(plain["credit"])
     optimizer = build_optimizer(plain["optimizer"], credit)
     search = build_search(plain.get("search"), optimizer)
@@ -92,10 +92,8 @@ async def _train(trainer: Trainer) -> dict[str, Any]:
 
 
 def _validate(plain: dict[str, Any]) -> None:
-    try:  # TEMPORARY until experiments.validate lands
-        from experiments.validate import validate_config
-    except ImportError:
-        return
+    from experiments.validate import validate_config  # imported here: the CLI has already validated via preflight
+
     validate_config(plain)
 
 
@@ -218,11 +216,9 @@ def cli(argv: list[str]) -> int:
     argv = plug_in_overrides(argv)
     sweeps.sweep_id()  # made once here, inherited by the jobs of a parallel launcher
     try:
-        try:  # TEMPORARY until experiments.validate lands
-            from experiments.validate import preflight
-        except ImportError:
-            preflight = lambda argv: None  # noqa: E731
-        preflight([a for a in argv if not a.startswith("-")])
+        from experiments.validate import preflight
+
+        preflight(argv, multirun=any(a in ("-m", "--multirun") for a in argv))
     except TextgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

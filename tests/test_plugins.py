@@ -66,7 +66,7 @@ def plugin_dir(tmp_path, monkeypatch):
 
 def test_every_builtin_is_reachable_by_name_through_the_one_registry():
     assert set(factory.CREDIT) == {"backprop", "semantic", "trace", "outcome", "adaptive"} <= set(tc.credit_strategies())
-    assert set(factory.OPTIMIZERS) == {"tgd", "joint", "opro"} <= set(tc.optimizer_names())
+    assert {"tgd", "joint", "opro"} <= set(factory.OPTIMIZERS) == set(tc.optimizer_names())
     assert factory.CREDIT["trace"].__name__ == "TracePropagation" and factory.OPTIMIZERS["tgd"] is tc.TGD
     assert tc.credit_strategy("trace", value_limit=50).value_limit == 50
     assert isinstance(tc.optimizer("opro", top_k=3), tc.OPRO)
@@ -99,7 +99,7 @@ def test_credit_config_mistakes_are_one_clear_config_error(plugin_dir, cfg, mess
 
 
 def test_optimizer_config_mistakes_name_the_problem(plugin_dir):
-    with pytest.raises(tc.ConfigError, match="Unknown optimizer 'sgd'. Known: joint, opro, tgd"):
+    with pytest.raises(tc.ConfigError, match="Unknown optimizer 'sgd'. Known: .*joint, opro, .*tgd"):
         factory.build_optimizer({"name": "sgd"}, tc.credit_strategy("backprop"))
     with pytest.raises(tc.ConfigError, match="is not an optimizer: it lacks step, accepts"):
         registry.build("optimizer", {"_target_": "my_plugins.parts.ShoutCredit"})

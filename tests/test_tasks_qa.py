@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from experiments.run import run_experiment
 from tasks.bbh_data import load_bbh
 from tasks.bbh_object_counting import ObjectCountingTask
-from tasks.gsm8k import GSM8KTask, calculator, calc_requests, gsm8k_metric, safe_eval
+from tasks.gsm8k import GSM8KTask, calculator, calc_requests, gsm8k_metric, load_gsm8k, safe_eval
 from tasks.hotpotqa_rag import HotpotQARAGTask, exact_match, hotpotqa_metric, retrieve, token_f1
 from tasks.layered import HOMES, LayeredTask
 from tasks.registry import load_task
@@ -64,8 +64,7 @@ def test_gsm8k_target_is_the_number_after_hashes_without_commas(gsm8k_splits):
     by_id = {e.id: e for e in gsm8k_splits.train + gsm8k_splits.val + gsm8k_splits.test}
     lines = [json.loads(l) for l in (GSM8K_DIR / "train.jsonl").read_text().splitlines()]
     with_comma = next(i for i, r in enumerate(lines) if "," in r["answer"].split("#### ")[-1])
-    whole = GSM8KTask(n_train=len(lines), n_val=0).load_splits()
-    every = {e.id: e for e in whole.train}
+    every = {e.id: e for e in load_gsm8k()["train"]}
     assert every[f"gsm8k-train-{with_comma}"].target == lines[with_comma]["answer"].split("#### ")[-1].replace(",", "")
     assert every["gsm8k-train-0"].target == "72"  # Natalia's clips
     assert all(e.target.lstrip("-").isdigit() for e in by_id.values())
@@ -97,7 +96,7 @@ def test_gsm8k_data_errors_name_the_fix(tmp_path):
     (tmp_path / "train.jsonl").write_text(json.dumps({"question": "q", "answer": "no hashes"}) + "\n")
     (tmp_path / "test.jsonl").write_text("")
     with pytest.raises(ConfigError, match="not a GSM8K file"):
-        GSM8KTask(data_dir=str(tmp_path), n_train=1, n_val=0).load_splits()
+        GSM8KTask(data_dir=str(tmp_path), n_train=1, n_val=1).load_splits()
     with pytest.raises(ConfigError, match="loader"):
         load_task({"name": "gsm8k", "loader": "csv"})
 

@@ -64,7 +64,7 @@ class Trainer:
         self.policy: StepPolicy = search if search is not None else PlainStep(self.config.val_every, self.config.update_on)
         self.search = search
         self.run = run
-        self.splits = splits or task.load_splits()
+        self.splits = splits or task.checked_splits()
         self.params = ParameterSet(task.initial_parameters())
         self.clock = PhaseClock(engines.ledger)
         self.failures = FailureCount(self.config.max_failed_fraction)
