@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from textgrad_core.engines import Engine, LLMRequest, Message
+from textgrad_core.errors import ConfigError
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, fraction
 from textgrad_core.modules.self_consistency import last_answer, vote
@@ -41,12 +42,12 @@ class Cascade(Module):
                  extract: Callable[[str], str | None] = last_answer, max_tokens: int = 1024):
         super().__init__(name)
         if len(tiers) < 2 or len(set(tiers)) != len(tiers):
-            raise ValueError(f"Cascade needs at least two distinct tiers, cheapest first, got {tiers}.")
+            raise ConfigError(f"Cascade needs at least two distinct tiers, cheapest first, got {tiers}.")
         self.tiers = list(tiers)
         self.routes = self.tiers + ["->".join(self.tiers)]
         self.initial = {"instruction": instruction, "route": route or self.routes[-1], "threshold": threshold}
         if self.initial["route"] not in self.routes:
-            raise ValueError(f"Cascade route {route!r} is not one of {self.routes}.")
+            raise ConfigError(f"Cascade route {route!r} is not one of {self.routes}.")
         self.probes, self.temperature, self.extract, self.max_tokens = probes, temperature, extract, max_tokens
 
     def specs(self) -> list[ParameterSpec]:
@@ -65,7 +66,7 @@ class Cascade(Module):
         """Answer by the route the parameter chooses; returns the route node (a dict value, see the module doc)."""
         missing = [t for t in self.tiers if t not in tiers]
         if missing:
-            raise ValueError(f"Cascade {self.name}: no Tier given for {missing}.")
+            raise ConfigError(f"Cascade {self.name}: no Tier given for {missing}.")
         instruction = self.param(params, "instruction")
         route_param, threshold_param = self.param(params, "route"), self.param(params, "threshold")
         route, threshold = str(route_param.value), fraction(threshold_param)

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from textgrad_core.engines import Engine
+from textgrad_core.errors import ConfigError
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
 from textgrad_core.ops import FormattedLLMCall, as_variable, join
@@ -69,7 +70,7 @@ class MultiHopRAG(Module):
                  reader_instruction: str = prompts.RAG_READER_INSTRUCTION, reader_constraints: list[str] | None = None):
         super().__init__(name)
         if not isinstance(hops, int) or hops < 1:
-            raise ValueError(f"MultiHopRAG hops must be a whole number >= 1, not {hops!r}.")
+            raise ConfigError(f"MultiHopRAG hops must be a whole number >= 1, not {hops!r}.")
         self.hops = hops
         self.max_top_k = max_top_k
         self.initial = {"query": query_instruction, "followup": followup_instruction, "reader": reader_instruction,

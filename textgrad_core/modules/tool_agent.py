@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from textgrad_core.engines import Engine
+from textgrad_core.errors import ConfigError
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec
 from textgrad_core.ops import FormattedLLMCall, as_variable, join
@@ -44,12 +45,12 @@ class ToolAgent(Module):
                  max_steps: int = 5, max_tokens: int = 512):
         super().__init__(name)
         if not tools:
-            raise ValueError("ToolAgent needs at least one Tool.")
+            raise ConfigError("ToolAgent needs at least one Tool.")
         names = [t.name for t in tools]
         if len(set(names)) != len(names):
-            raise ValueError(f"ToolAgent tools must have distinct names, got {names}.")
+            raise ConfigError(f"ToolAgent tools must have distinct names, got {names}.")
         if not isinstance(max_steps, int) or max_steps < 1:
-            raise ValueError(f"ToolAgent max_steps must be a whole number >= 1, not {max_steps!r}.")
+            raise ConfigError(f"ToolAgent max_steps must be a whole number >= 1, not {max_steps!r}.")
         self.tools = {t.name: t for t in tools}
         self.instruction = instruction
         self.max_steps = max_steps
