@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from experiments import validate_hydra
 from experiments.factory import build_credit, build_optimizer, build_search, role_configs
@@ -32,8 +32,9 @@ class TelemetrySection(BaseModel):
     """`telemetry:` — OpenTelemetry spans of the run."""
 
     model_config = ConfigDict(extra="forbid")
-    spans: bool = False
     otlp_endpoint: str | None = None
+    headers: dict[str, str] = {}
+    timeout_s: float = Field(default=30.0, gt=0)
 
 
 class MlflowSection(BaseModel):
@@ -41,7 +42,7 @@ class MlflowSection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     tracking_uri: str | None = None
-    experiment: str = "textgrad"
+    experiment: str = "textgrad-core"
 
 
 # The top-level keys of a run's config; `experiment` is a Hydra group selection and never a key of its own.

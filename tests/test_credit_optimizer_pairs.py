@@ -24,6 +24,7 @@ def compatible_pairs():
 
 
 PAIRS = compatible_pairs()
+CALL_FREE = {"bootstrap"}  # keeps successful traces as demos without asking any model
 
 
 def test_the_expected_pairs_fit():
@@ -45,5 +46,5 @@ def test_pair_runs_on_the_simulator(credit, optimizer, tmp_path):
     phases = summary["phases"]
     expected_credit_calls = credit in ("backprop", "semantic")
     assert (phases["credit"]["calls"] > 0) == expected_credit_calls
-    assert phases["optimizer"]["calls"] > 0 and phases["forward"]["calls"] == 9
+    assert (phases["optimizer"]["calls"] > 0) == (optimizer not in CALL_FREE) and phases["forward"]["calls"] == 9
     assert (tmp_path / "summary.json").exists()

@@ -98,8 +98,9 @@ def scripted(proposals: dict[tuple[str, int], str]) -> ScriptedBackend:
 def trainer_for(task: Task, backend: ScriptedBackend, search: CandidateSearch, tmp_path: Path, steps: int = 2) -> Trainer:
     engines = EngineSet({"forward": {"provider": "scripted", "model": "m", "cache": {"enabled": False}}}, scripted=backend)
     config = TrainerConfig(epochs=steps, batch_size=2, seed=0, progress=False)
+    # The toy splits share inputs on purpose (scores by keyword), so they are passed in rather than checked.
     return Trainer(task, engines, ScoresOnly(), search.optimizer, config, run=RunDir(tmp_path / "run", simulated=True),
-                   search=search)
+                   search=search, splits=task.load_splits())
 
 
 WORSE = {("instruction", 0): "k1", ("instruction", 1): "k4", ("instruction", 2): "k1 k2"}

@@ -115,12 +115,14 @@ class Rollouts:
     """Runs the task's system on examples with the current (or given) parameter values."""
 
     def __init__(self, task: Task, engines: EngineSet, params: ParameterSet, failures: FailureCount | None = None,
-                 on_failure: Callable[[dict[str, Any]], None] | None = None):
+                 on_failure: Callable[[dict[str, Any]], None] | None = None,
+                 on_progress: Callable[[str, int, int], None] | None = None):
         self.task = task
         self.engines = engines
         self.params = params
         self.failures = failures or FailureCount()
         self.on_failure = on_failure
+        self.on_progress = on_progress  # (split, done, total) as the passes of an evaluation finish
 
     async def run_example(self, example: Example, role: str = "forward", split: str = "train") -> Rollout:
         """One traced forward pass and its loss, on a tape of its own; a provider failure becomes a failed pass."""
@@ -138,7 +140,17 @@ class Rollouts:
 
     async def run(self, examples: list[Example], role: str = "forward", split: str = "train") -> list[Rollout]:
         """Every example's pass, concurrently; the failure share is checked once they are done."""
-        rollouts = list(await asyncio.gather(*(self.run_example(e, role, split) for e in examples)))
+        done = 0
+
+        async def counted(example: Example) -> Rollout:
+            nonlocal done
+            rollout = await self.run_example(example, role, split)
+            done += 1
+            if self.on_progress is not None:
+                self.on_progress(split, done, len(examples))
+            return rollout
+
+        rollouts = list(await asyncio.gather(*(counted(e) for e in examples)))
         self.failures.add(len(rollouts), sum(r.error is not None for r in rollouts))
         return rollouts
 

@@ -21,7 +21,7 @@ from textgrad_core.variable import Parameter, ParameterVersion
 CLAIM = "run.json"
 # The logs that describe the run's state; on resume they are cut back to the checkpoint. calls.jsonl and
 # events.jsonl are facts (calls paid, faults seen) and are kept whole.
-STATE_LOGS = ("metrics", "gradients", "parameters")
+STATE_LOGS = ("metrics", "gradients", "parameters", "graphs")
 LOGS = ("calls", "events", *STATE_LOGS)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
@@ -54,6 +54,7 @@ class RunDir:
         self.events = JsonlLog(self.path / "events.jsonl", tag)
         self.gradients = JsonlLog(self.path / "gradients.jsonl", tag)
         self.parameters = JsonlLog(self.path / "parameters.jsonl", tag)
+        self.graphs = JsonlLog(self.path / "graphs.jsonl", tag)  # one example's recorded graph per step
 
     @property
     def run_id(self) -> str:

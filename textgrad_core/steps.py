@@ -41,6 +41,11 @@ class RunRecorder:
         if self.run:
             self.run.events.write(record)
 
+    def graph(self, step: int, trace: ExampleTrace) -> None:
+        """The recorded graph of one example of the step (what the report draws)."""
+        if self.run:
+            self.run.graphs.write({"step": step, "example_id": trace.example_id, "graph": trace.graph.to_json()})
+
     def credit(self, step: int, credit: CreditResult) -> None:
         """Every feedback item of a step (and the serialized trace of trace strategies)."""
         if not self.run:
@@ -87,6 +92,8 @@ class StepContext:
     async def _assign(self, traces: list[ExampleTrace], step: int) -> CreditResult:
         # Ids in credit prompts come from each graph's structure, never from the order concurrent ops finished in.
         traces = canonical_traces(traces)
+        if traces:
+            self.log.graph(step, traces[0])
         params = list(self.params)
         engine = self.engines["credit"]
         try:

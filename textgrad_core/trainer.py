@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,7 +54,8 @@ class Trainer:
 
     def __init__(self, task: Task, engines: EngineSet, credit: CreditAssigner, optimizer: Optimizer,
                  config: TrainerConfig | None = None, run: RunDir | None = None, splits: Splits | None = None,
-                 on_step: Callable[[dict[str, Any]], None] | None = None, search: StepPolicy | None = None):
+                 on_step: Callable[[dict[str, Any]], None] | None = None, search: StepPolicy | None = None,
+                 on_eval: Callable[[str, int, int], None] | None = None):
         self.task = task
         self.engines = engines
         self.credit = credit
@@ -69,7 +69,8 @@ class Trainer:
         self.clock = PhaseClock(engines.ledger)
         self.failures = FailureCount(self.config.max_failed_fraction)
         self.log = RunRecorder(run)
-        self.rollouts = Rollouts(task, engines, self.params, self.failures, on_failure=self.log.event)
+        self.rollouts = Rollouts(task, engines, self.params, self.failures, on_failure=self.log.event,
+                                 on_progress=on_eval)
         self.on_step = on_step
         self.history: list[dict[str, Any]] = []
         self.initial: EvalResult | None = None
@@ -168,26 +169,23 @@ class Trainer:
                 await self._initial_evaluation()
                 self._checkpoint(start)
             batches = self.batches()
-            with _progress(self.config.progress, len(batches), self.engines.simulated,
-                           self.completed_steps) as advance:
-                for step, batch in enumerate(batches, 1):
-                    if step <= self.completed_steps:
-                        continue
-                    before = self.params.versions()
-                    try:
-                        record = await self.policy.step(self.context(), step, batch)
-                    except BaseException as exc:
-                        # An update the step had not finished validating is never left in place.
-                        reverted = self.context().revert_to(before, step, f"revert: {_why_stopped(exc)} before the "
-                                                                          "step finished")
-                        self.log.event({"kind": "step_interrupted", "step": step, "reason": _why_stopped(exc),
-                                        "reverted": reverted})
-                        raise
-                    self.completed_steps = step
-                    record["n_failed"] = sum(len(v) for v in record.get("failed", {}).values())
-                    self._emit(record)
-                    self._checkpoint(start)
-                    advance(self.policy.best.score)
+            for step, batch in enumerate(batches, 1):
+                if step <= self.completed_steps:
+                    continue
+                before = self.params.versions()
+                try:
+                    record = await self.policy.step(self.context(), step, batch)
+                except BaseException as exc:
+                    # An update the step had not finished validating is never left in place.
+                    reverted = self.context().revert_to(before, step, f"revert: {_why_stopped(exc)} before the "
+                                                                      "step finished")
+                    self.log.event({"kind": "step_interrupted", "step": step, "reason": _why_stopped(exc),
+                                    "reverted": reverted})
+                    raise
+                self.completed_steps = step
+                record["n_failed"] = sum(len(v) for v in record.get("failed", {}).values())
+                self._emit(record)
+                self._checkpoint(start)
             final_val = await self._final_validation()
             if self.config.eval_test:
                 initial_test, test = await self._test()
@@ -303,17 +301,3 @@ def _why_stopped(exc: BaseException) -> str:
     if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return "interrupted"
     return f"error ({type(exc).__name__})"
-
-
-@contextmanager
-def _progress(enabled: bool, total: int, simulated: bool, done: int = 0) -> Iterator[Callable[[float], None]]:
-    if not enabled:
-        yield lambda best: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    label = "[yellow]SIMULATION[/] training" if simulated else "training"
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("best val {task.fields[best]}"),
-                  TimeElapsedColumn(), transient=False) as bar:
-        task_id = bar.add_task("train", total=total, completed=done, best="-")
-        yield lambda best: bar.update(task_id, advance=1, best=f"{best:.3f}")
