@@ -22,16 +22,18 @@ class ProgressReporter:
     """Console progress of one run; in a sweep job (job is a number) plain prefixed lines that interleave cleanly."""
 
     def __init__(self, console: Console | None = None, job: int | None = None, max_steps: int | None = None,
-                 bar_min_total: int = 20):
+                 bar_min_total: int = 20, label: str | None = None):
         self.console = console or Console(stderr=True)
         self.job, self.max_steps, self.bar_min_total = job, max_steps, bar_min_total
+        self.label = label  # e.g. SIMULATION: on every line, so no figure is read as an LLM result
         self._bar: Any = None
         self._task: Any = None
         self.cost_usd = 0.0
 
     @property
     def prefix(self) -> str:
-        return f"[job {self.job:03d}] " if self.job is not None else ""
+        job = f"[job {self.job:03d}] " if self.job is not None else ""
+        return job + (f"{self.label} " if self.label else "")
 
     def on_step(self, record: dict[str, Any], cost_usd: float | None = None) -> None:
         """One line for a finished step: step, decision, validation and best validation, cost so far."""

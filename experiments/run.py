@@ -20,14 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import sweep as sweeps
 from experiments.factory import (build_credit, build_engines, build_optimizer, build_search, load_task, plug_in_overrides,
                                  role_configs)
+from experiments.progress import ProgressReporter
+from experiments.publish import publish_run
 from experiments.report import print_summary
 from textgrad_core.engines.http_logging import route_http_logs, unroute_http_logs
 from textgrad_core.errors import ConfigError, TextgradError
 from textgrad_core.rundir import RunDir
 from textgrad_core.trainer import Trainer, TrainerConfig
 
-OmegaConf.register_new_resolver("sweep_id", sweeps.sweep_id, replace=True)
-_failed_jobs: list[int] = []  # jobs of this process's sweep that did not complete
+# use_cache: Hydra copies the launching process's value into every job's config (remote workers included).
+OmegaConf.register_new_resolver("sweep_dir", sweeps.sweep_dir, replace=True, use_cache=True)
 
 
 def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None = None,
@@ -58,7 +60,9 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
         raise
     if not resume:
         run.write_config(OmegaConf.to_yaml(OmegaConf.create(plain)))
-    trainer = Trainer(task, engines, credit, optimizer, trainer_cfg, run=run, splits=splits, search=search)
+    progress = _progress(trainer_cfg, job, simulated, engines)
+    trainer = Trainer(task, engines, credit, optimizer, trainer_cfg, run=run, splits=splits, search=search,
+                      on_step=progress.on_step if progress else None, on_eval=progress.on_eval if progress else None)
     if resume:
         state = run.read_checkpoint()
         run.rewind(state.get("logs", {}))
@@ -74,11 +78,26 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
         try:
             summary = asyncio.run(_train(trainer))
         finally:
+            if progress:
+                progress.close()
+            publish_run(run.path, plain)  # spans.jsonl always; OTLP / MLflow when configured; never raises
             if job:
                 done = _read_summary(run)
                 sweeps.record_job(job["sweep_dir"], job["num"], **sweeps.job_entry(done))
     summary["run_dir"] = str(run.path)
     return summary
+
+
+def _progress(cfg: TrainerConfig, job: dict[str, Any] | None, simulated: bool, engines: Any) -> ProgressReporter | None:
+    """A line per step (prefixed with the job in a sweep) and a bar for long evaluations; none with progress=false."""
+    if not cfg.progress:
+        return None
+    reporter = ProgressReporter(job=job["num"] if job else None, max_steps=cfg.max_steps,
+                                label="SIMULATION" if simulated else None)
+    ledger = engines.ledger
+    step = reporter.on_step
+    reporter.on_step = lambda record: step(record, ledger.total().cost_usd)  # type: ignore[method-assign]
+    return reporter
 
 
 async def _train(trainer: Trainer) -> dict[str, Any]:
@@ -125,6 +144,8 @@ def _run_dir(plain: dict[str, Any], simulated: bool, job: dict[str, Any] | None,
         return RunDir(resume, simulated, resume=True)
     info = {"job": job["num"] if job else None, "sweep_dir": job["sweep_dir"] if job else None,
             "overrides": job["overrides"] if job else overrides}
+    if job:  # a job's directory name repeats across sweeps; its id does not
+        info["run_id"] = f"{Path(job['sweep_dir']).name}/{job['num']:03d}"
     parts = (plain["task"].get("name") or "task", plain["credit"].get("name"), plain["optimizer"].get("name"))
     if plain.get("run_dir"):
         return RunDir(plain["run_dir"], simulated, info=info)
@@ -198,23 +219,24 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         if job is None:
             sys.exit(2)
-        _failed_jobs.append(job["num"])
         sweeps.record_job(job["sweep_dir"], job["num"], overrides=job["overrides"], status="invalid", error=str(exc))
         return
     if summary.get("status") == "failed":  # e.g. a replay miss: the summary records it, the user gets one line
         print(f"error: {summary.get('error')}", file=sys.stderr)
         if job is None:
             sys.exit(2)
-    else:
+    elif job is None:
         print_summary(summary)
-    if summary.get("status") != "completed" and job is not None:
-        _failed_jobs.append(job["num"])
+    else:  # a sweep prints one line per job (and `python -m experiments.progress <sweep dir>` lists them all)
+        print(f"[job {job['num']:03d}] {summary.get('status')}: val {summary['val']['initial']} -> "
+              f"{summary['val']['final']}, test {summary['test']['final']}  {summary.get('run_dir')}")
 
 
 def cli(argv: list[str]) -> int:
-    """The command line: validate every job's config first, then hand over to Hydra."""
+    """The command line: validate every job's config first, then hand over to Hydra; exit 0 only when every run
+    (every job of a sweep, whichever launcher ran it) completed."""
     argv = plug_in_overrides(argv)
-    sweeps.sweep_id()  # made once here, inherited by the jobs of a parallel launcher
+    sweep = sweeps.sweep_id()  # made once here, inherited by the jobs of a parallel launcher
     try:
         from experiments.validate import preflight
 
@@ -228,7 +250,13 @@ def cli(argv: list[str]) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: the summary says so (status stopped); continue with resume=<run dir>", file=sys.stderr)
         return 130
-    return 1 if _failed_jobs else 0
+    if any(a in ("-m", "--multirun") for a in argv):
+        index = sweeps.find_index(sweep)
+        statuses = [j.get("status") for j in index["jobs"]] if index else []
+        if not statuses or any(st != "completed" for st in statuses):
+            print(f"sweep: {statuses.count('completed')} of {len(statuses)} jobs completed", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

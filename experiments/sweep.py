@@ -24,6 +24,25 @@ def sweep_id() -> str:
     return value
 
 
+_resolved: list[Path] = []  # sweep directories this process resolved (the launching process resolves its sweep's)
+
+
+def sweep_dir(runs_root: str) -> str:
+    """`${sweep_dir:${runs_root}}`: this sweep's directory, `<runs_root>/sweep_<id>`, remembered by the launcher."""
+    path = Path(str(runs_root)) / f"sweep_{sweep_id()}"
+    if path not in _resolved:
+        _resolved.append(path)
+    return str(path)
+
+
+def find_index(sweep: str) -> dict[str, Any] | None:
+    """The index of the sweep with id `sweep` that this process launched, or None when it wrote none."""
+    for path in _resolved:
+        if path.name == f"sweep_{sweep}" and (path / INDEX).exists():
+            return read_index(path)
+    return None
+
+
 @contextmanager
 def _locked(sweep_dir: Path) -> Iterator[None]:
     sweep_dir.mkdir(parents=True, exist_ok=True)
