@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+# What the suite exercises beyond the core: launchers (joblib, submitit, Ray), reports, telemetry, MLflow.
+TEST_EXTRAS := test,launchers,ray,report,telemetry,mlflow
 
 .PHONY: demo test install clean bench
 
@@ -12,12 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[$(TEST_EXTRAS)]"
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m experiments.run
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 # Regenerates docs/benchmarks.md (mock server, workloads, TextGrad and Trace in their own venvs under .cache/bench, scale).
