@@ -1,15 +1,18 @@
 """The simulator engine (provider `sim`): a deterministic, offline stand-in for an LLM, for tests and demos.
 
-It is NOT a language model and its numbers are NOT LLM results. A task gives it a hidden rubric (kinds of
-guidance a good instruction contains) and the expected answers. Then:
+It is NOT a language model and its numbers are NOT LLM results: a plumbing device that checks a system's wiring
+end to end, whose rankings of strategies are not evidence (docs/simulator.md). A task gives it a hidden rubric
+(kinds of guidance a good instruction contains) and the expected answers. Then:
 
-- forward calls answer correctly with a probability that rises with the rubric items present in the prompt,
-  decided by a hash of the example and the prompt (so it is deterministic, and an instruction that holds more
-  guidance helps every example);
+- forward calls answer correctly with a probability that rises with the rubric items the prompt gives and falls
+  with the items it negates or contradicts ("do not double-check", "answer with a random number"; see
+  sim_reading), decided by a hash of the example and the prompt (deterministic), in `SimWorld.answer_format`;
 - judge calls say whether the answer is right and, when wrong, name guidance the answer did not follow;
-- credit calls name a rubric item missing from a trainable input, or relay the feedback to a non-trainable one;
-- optimizer calls add the guidance named in their feedback (or, given only a trace or scores, a guess) and reply
-  in the requested format (delimiters or JSON), with a configurable rate of malformed replies.
+- credit calls say "no change is needed" for an output whose feedback is positive, else name a rubric item
+  missing from a trainable input, or relay the feedback to a non-trainable one;
+- optimizer calls (tgd, joint, opro: one rule for all, `proposed_items`) add the guidance that negative feedback
+  names, else, with some negative evidence, a guess; nothing when all feedback is positive. They reply in the
+  requested format (delimiters or JSON), with a configurable rate of malformed replies.
 The kind of call is read from the request's tag ("forward:", "credit:", "optimizer:", "judge:"), which every
 traced op of this framework sets.
 """
@@ -21,17 +24,23 @@ import json
 import re
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from textgrad_core import prompts
 from textgrad_core.engines.config import EngineConfig
+from textgrad_core.engines.sim_reading import (FeedbackItem, feedback_by_parameter, feedback_items, guidance_score,
+                                               names, sabotaged, scored_values, stance, without_contradictions)
 from textgrad_core.engines.types import LLMReply, LLMRequest, Usage
-from pydantic import BaseModel, Field
+
 
 class RubricItem(BaseModel):
     """A kind of guidance a good instruction contains (hidden from everything but the simulator engine)."""
 
     key: str
     guidance: str  # the sentence the simulated optimizer adds to an instruction
-    keywords: list[str]  # any of these (case-insensitive) in a prompt means the guidance is present
+    # Any of these (case-insensitive) in an affirmative clause of a prompt means the guidance is present; inside a
+    # "do not / never / avoid / without ..." clause it counts against (docs/simulator.md).
+    keywords: list[str]
     hint: str  # how simulated feedback names the missing guidance
     echo: str = ""  # what a simulated answer says when it followed the guidance (lets stages downstream see it)
     # Ids of the parameters this guidance belongs in (e.g. one tool's description); empty: any parameter. Credit
@@ -45,8 +54,10 @@ class SimWorld(BaseModel):
     task: str
     rubric: list[RubricItem]
     answers: dict[str, str]  # input text -> expected answer text
-    base_accuracy: float = 0.3
-    max_accuracy: float = 0.95
+    base_accuracy: float = 0.3  # no rubric item given (or as many given as negated)
+    max_accuracy: float = 0.95  # every item given
+    min_accuracy: float = 0.0  # every item negated or contradicted
+    # How every forward reply ends: the answer line a task's parser must read (docs/new-task.md).
     answer_format: str = "Answer: {answer}"
     # Wrong answers: "int" gives a nearby integer, "text" a plausible corruption, or a fixed list to pick from.
     answer_kind: str = "int"
@@ -55,9 +66,20 @@ class SimWorld(BaseModel):
     # e.g. a deliberately broken program for a code-writing task.
     wrong_answers: dict[str, str] = Field(default_factory=dict)
 
+    def accuracy(self, prompt: str) -> float:
+        """The chance a forward call with this prompt answers right: from min (every item negated) through base
+        (none given) to max (every item given)."""
+        n = max(len(self.rubric), 1)
+        net = max(-n, min(n, guidance_score(prompt, self.rubric)))
+        if net >= 0:
+            return self.base_accuracy + (self.max_accuracy - self.base_accuracy) * net / n
+        return self.base_accuracy + (self.base_accuracy - self.min_accuracy) * net / n
 
 
-SIM_NOTICE = "SIMULATION: replies come from the offline simulator engine, not from a language model."
+SIM_NOTICE = ("SIMULATION: scores come from the offline simulator engine, a test and demo device; "
+              "they are not LLM results.")
+# The chance that an optimizer with negative but unnamed feedback guesses a missing item (else a vague edit).
+GUESS_RATE = 0.7
 
 
 def unit_hash(*parts: Any) -> float:
@@ -112,11 +134,11 @@ class SimBackend:
         return LLMReply(text=text, model=model, provider=self.provider, usage=usage, finish_reason="stop")
 
     def _present(self, text: str) -> list[RubricItem]:
-        low = text.lower()
-        return [item for item in self.world.rubric if any(k.lower() in low for k in item.keywords)]
+        """Rubric items `text` gives (affirmed, not negated or contradicted)."""
+        return [item for item in self.world.rubric if stance(text, item) > 0]
 
     def _missing(self, text: str, target: str | None = None) -> list[RubricItem]:
-        """Rubric items absent from `text` (only those that belong in parameter `target`, when it is given)."""
+        """Rubric items `text` does not give (only those that belong in parameter `target`, when it is given)."""
         present = {i.key for i in self._present(text)}
         return [i for i in self.world.rubric
                 if i.key not in present and (target is None or not i.applies_to or target in i.applies_to)]
@@ -170,8 +192,7 @@ class SimBackend:
         if found is None:
             return (f"{echoes} I considered the input carefully.").strip()
         question, expected = found
-        rubric_size = max(len(self.world.rubric), 1)
-        p = self.world.base_accuracy + (self.world.max_accuracy - self.world.base_accuracy) * len(present) / rubric_size
+        p = self.world.accuracy(prompt)
         u = 0.8 * unit_hash(self.seed, "difficulty", question) + 0.2 * unit_hash(self.seed, prompt, request.sample_index)
         answer = expected if u < p else (self.world.wrong_answers.get(question) or self._wrong(expected, question + prompt))
         reasoning = echoes or "I worked through the problem."
@@ -195,7 +216,7 @@ class SimBackend:
     def _credit(self, request: LLMRequest) -> str:
         text = request.user_text
         feedback = _between(text, "<FEEDBACK_ON_OUTPUT>", "</FEEDBACK_ON_OUTPUT>") or ""
-        if _is_positive(feedback):
+        if not any(i.wrong for i in feedback_items(feedback)):  # every output right: nothing to change
             return "The output is already correct; no change is needed for this input."
         trainable = ", a trainable parameter" in text
         target_id = re.search(r'<TARGET id="([^"]+)"', text)
@@ -222,16 +243,36 @@ class SimBackend:
         match = re.search(r"<INPUT [^\n]*>\n(.*?)\n</INPUT>", inputs if inputs is not None else text, re.DOTALL)
         return match.group(1) if match else None
 
-    def _improve(self, value: str, feedback: str, salt: str, target: str | None = None) -> str:
-        """Add the guidance the feedback names; with no named guidance, guess one missing item."""
+    # ---- the optimizers' one rule --------------------------------------------------------
+    def proposed_items(self, value: str, evidence: list[FeedbackItem], salt: str, target: str | None = None,
+                       suggested: list[RubricItem] = ()) -> list[RubricItem] | None:
+        """The guidance an optimizer adds to `value`, the same rule for tgd, joint and opro.
+
+        Items missing from `value` that feedback not saying "right" names by hint (or that `suggested` holds: the items of an
+        OPRO history's best values), at most `max_edits`; with negative evidence but nothing named, one guessed
+        missing item (GUESS_RATE of the time; else None: a vague edit); with no negative evidence, nothing."""
         missing = self._missing(value, target)
-        named = [i for i in missing if i.hint in feedback or i.key in feedback]
-        if not named and missing and not _is_positive(feedback):
-            guess = missing[int(unit_hash(self.seed, "guess", salt) * len(missing))]
-            named = [guess] if unit_hash(self.seed, "guess-ok", salt) < 0.7 else []
-            if not named:
-                return value.rstrip() + " Think carefully."
-        return value.rstrip() + "".join(" " + i.guidance for i in named[: self.max_edits])
+        wrong = [e for e in evidence if e.wrong]
+        named = [i for i in missing if i in suggested or any(names(e.text, i.hint) for e in wrong)]
+        if named or not wrong or not missing:
+            return named[: self.max_edits]
+        if unit_hash(self.seed, "guess-ok", salt) >= GUESS_RATE:
+            return None
+        return [missing[int(unit_hash(self.seed, "guess", salt) * len(missing))]]
+
+    def _improve(self, value: str, evidence: list[FeedbackItem], salt: str, target: str | None = None,
+                 suggested: list[RubricItem] = ()) -> str:
+        """`value` with the proposed guidance added (and the clauses that negated it, or asked for a random
+        answer, cut); unchanged when no feedback is negative."""
+        items = self.proposed_items(value, evidence, salt, target, suggested)
+        if items == []:
+            return value
+        new = without_contradictions(value) if sabotaged(value) else value
+        for item in items or []:
+            new = without_contradictions(new, item)
+        if items is None:
+            return new.rstrip() + " Think carefully."
+        return new.rstrip() + "".join(" " + i.guidance for i in items)
 
     def _optimize(self, request: LLMRequest) -> str:
         text = request.user_text if len(request.messages) <= 2 else request.messages[1].content
@@ -242,30 +283,40 @@ class SimBackend:
             return "I would improve the variable by being more specific."  # no delimiters: malformed on purpose
         if "<JOINT_UPDATE>" in text:
             return self._joint(text, salt)
-        value = _between(text, "<CURRENT_VALUE>\n", "\n</CURRENT_VALUE>")
-        if value is None:  # OPRO-style: start from the best scored value
-            value = _between(text, "<BEST_VALUE>\n", "\n</BEST_VALUE>") or ""
-        feedback = _between(text, "<FEEDBACK>", "</FEEDBACK>") or ""
         parts = request.tag.split(":", 2)  # per-parameter optimizers tag "optimizer:<name>:<parameter id>"
-        new = self._improve(value, feedback, salt, parts[2] if len(parts) == 3 else None)
+        target = parts[2] if len(parts) == 3 else None
+        feedback = _between(text, "<FEEDBACK>\n", "\n</FEEDBACK>") or ""
+        value = _between(text, "<CURRENT_VALUE>\n", "\n</CURRENT_VALUE>")
+        if value is not None:
+            new = self._improve(value, feedback_items(feedback), salt, target)
+        else:  # OPRO-style: start from the best scored value; the history is the feedback
+            new = self._opro(_between(text, "<BEST_VALUE>\n", "\n</BEST_VALUE>") or "", feedback, salt, target)
         return f"I will add the guidance the feedback asks for.\n{prompts.NEW_VALUE_OPEN}\n{new}\n{prompts.NEW_VALUE_CLOSE}"
+
+    def _opro(self, best: str, history: str, salt: str, target: str | None) -> str:
+        """From the scored history: a best score below 1 is negative evidence; items the best-scoring values give
+        (those within 0.05 of the top score) are suggested."""
+        scored = scored_values(history)
+        if not scored:
+            return self._improve(best, [], salt, target)
+        top = scored[0][0]
+        evidence = [FeedbackItem(f"score {top:.3f}", "negative" if top < 1.0 else "positive")]
+        suggested = [i for i in self.world.rubric if any(stance(v, i) > 0 for s, v in scored if s >= top - 0.05)]
+        return self._improve(best, evidence, salt, target, suggested)
 
     def _joint(self, text: str, salt: str) -> str:
         params = json.loads(_between(text, "<PARAMETERS_JSON>", "</PARAMETERS_JSON>") or "{}")
-        feedback = _between(text, "<FEEDBACK>", "</FEEDBACK>") or text
+        shared, own = feedback_by_parameter(_between(text, "<FEEDBACK>\n", "\n</FEEDBACK>") or "")
         updates: dict[str, Any] = {}
-        for pid, spec in params.items():
+        for pid in sorted(params):  # JSON order is the prompt's, but a reply must not depend on it
+            spec = params[pid]
             if spec.get("kind", "text") != "text":
                 continue
-            new = self._improve(str(spec.get("value", "")), feedback, salt + pid, pid)
+            new = self._improve(str(spec.get("value", "")), shared + own.get(pid, []), salt + pid, pid)
             if new != spec.get("value"):
                 updates[pid] = new
-        return json.dumps({"reasoning": "Adding the guidance the trace shows is missing.", "updates": updates})
+        return json.dumps({"reasoning": "Adding the guidance the feedback shows is missing.", "updates": updates})
 
     def _generic(self, request: LLMRequest) -> str:
         return f"[sim] {request.user_text[:200]}"
 
-
-def _is_positive(feedback: str) -> bool:
-    head = feedback.strip().lower()
-    return head.startswith("correct") or head.startswith("the response is correct")
