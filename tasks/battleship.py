@@ -33,6 +33,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.sandbox import SandboxLimits, acall_function
+from tasks.protocols import STRICT, choose_protocol
 from textgrad_core.task import Example, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
 
@@ -257,7 +258,8 @@ class BattleshipTask(Task):
 
     def __init__(self, seed: int = 0, size: int = 8, fleet: list[int] | tuple[int, ...] = (4, 3, 3, 2),
                  budget: int = 32, n_train: int = 5, n_val: int = 5, n_test: int = 10, timeout_s: float = 10.0,
-                 log_turns: int = 3):
+                 log_turns: int = 3, protocol: str = STRICT):
+        self.protocol = choose_protocol(self.name, protocol, (STRICT,))
         for option, value in (("budget", budget), ("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             check_size(option, value)
         self.seed, self.size, self.fleet, self.budget = seed, size, tuple(fleet), budget
@@ -265,6 +267,9 @@ class BattleshipTask(Task):
         self.limits = SandboxLimits(timeout_s=timeout_s, cpu_s=max(1, int(timeout_s)))
         self.description = (f"Battleship, {size}x{size}, fleet {list(self.fleet)}, {budget} shots; trainable reason/act "
                             f"code (board seeds from {seed}: {n_train} train / {n_val} val / {n_test} test).")
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
     def load_splits(self) -> Splits:
         """Board seeds drawn from `seed`: the first n_train train, the next n_val validation, the rest test."""

@@ -4,6 +4,9 @@ The system: the prompt template (a trainable text Parameter with a `{question}` 
 a traced op, the language model answers, and the function `extract_answer(response)` -- whose source code is a
 trainable `kind="code"` Parameter -- turns the response into the final answer, run in the sandbox. Credit reaches
 both the template (through the render op) and the code (through the sandboxed call).
+
+Protocols: `strict` (ours: see `BBHTask.metric`) and `trace` (Trace's: its template, system prompt, starting
+extraction code, metric and feedback sentences; tasks/protocols/trace.py).
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import re
 from typing import Any
 
 from tasks.bbh_data import SUBTASKS, split_bbh
+from tasks.protocols import STRICT, answer_format, choose_protocol
+from tasks.protocols import trace as trace_protocol
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -41,7 +46,9 @@ INITIAL_EXTRACT_CODE = '''def extract_answer(response: str) -> str:
 
 _OPTION = re.compile(r"^\([A-Z]\)$")
 _OPTION_IN_TEXT = re.compile(r"\(([A-Z])\)")
-_BARE_OPTION = re.compile(r"^([A-Z])(?:[.):]|\s|$)")
+# A bare option letter is the whole answer ('B', 'B.', 'B)', '(B'), never the first word of a sentence ('A date...').
+_BARE_OPTION = re.compile(r"\(?([A-Z])[.):]?")
+PROTOCOLS = (STRICT, "trace")
 _BINARY = {"true": "false", "false": "true", "yes": "no", "no": "yes", "valid": "invalid", "invalid": "valid"}
 
 
@@ -60,11 +67,12 @@ def normalize_answer(text: Any) -> str:
 
 
 def chosen_option(text: Any) -> str | None:
-    """The option letter an answer names: the last '(X)' in it, else a bare leading letter like 'B' or 'B.'."""
+    """The option letter an answer names: the last '(X)' in it, else a bare letter that is the whole answer ('B',
+    'B.', 'B)'); None otherwise."""
     found = _OPTION_IN_TEXT.findall(str(text))
     if found:
         return f"({found[-1]})"
-    bare = _BARE_OPTION.match(str(text).strip())
+    bare = _BARE_OPTION.fullmatch(str(text).strip())
     return f"({bare.group(1)})" if bare else None
 
 
@@ -79,7 +87,8 @@ class BBHTask(Task):
     name = "bbh"
 
     def __init__(self, subtask: str = "date_understanding", data_dir: str | None = None, n_train: int = 15,
-                 n_val: int = 5, timeout_s: float = 5.0):
+                 n_val: int = 5, timeout_s: float = 5.0, protocol: str = STRICT):
+        self.protocol = choose_protocol(self.name, protocol, PROTOCOLS)
         if data_dir is None and subtask not in SUBTASKS:
             raise ConfigError(f"Unknown BBH sub-task '{subtask}'. Known sub-tasks: {', '.join(SUBTASKS)}.")
         check_size("n_train", n_train)
@@ -97,6 +106,14 @@ class BBHTask(Task):
         return split_bbh(self.subtask, self.data_dir, self.n_train, self.n_val)
 
     def initial_parameters(self) -> list[Parameter]:
+        if self.protocol == "trace":
+            return [
+                Parameter(value=trace_protocol.TEMPLATE, name="prompt_template", role=trace_protocol.TEMPLATE_ROLE,
+                          constraints=[f"Keep the slot {SLOT} exactly once: it is where the question goes."]),
+                Parameter(value=trace_protocol.EXTRACT_CODE, name="extract_answer", kind="code",
+                          role=trace_protocol.EXTRACT_ROLE,
+                          constraints=[f"Define a function {EXTRACT_FUNCTION}(response: str) -> str."]),
+            ]
         return [
             Parameter(value=INITIAL_TEMPLATE, name="prompt_template",
                       role="prompt template sent to the language model; {question} is replaced by the question. It "
@@ -115,15 +132,23 @@ class BBHTask(Task):
         prompt = render_prompt(params["prompt_template"], Variable(example.input, role="question of the task"))
         if prompt.is_error:  # the model would only see an error message: stop here, the error reaches the feedback
             return prompt
-        llm = LLMCall(engines["forward"], None, name="answer_llm",
-                      output_role="response of the model: reasoning and an answer")
+        if self.protocol == "trace":
+            llm: LLMCall = trace_protocol.TraceLLMCall(engines["forward"], name="answer_llm",
+                                                       output_role="response of the model: reasoning and an answer")
+        else:
+            llm = LLMCall(engines["forward"], None, name="answer_llm",
+                          output_role="response of the model: reasoning and an answer")
         response = await llm.acall(prompt)
         return await call_code(params["extract_answer"], EXTRACT_FUNCTION, response, limits=self.limits,
                                output_role="final answer extracted from the response")
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
-        """Exact match after light normalization (option letters like (A), True/False, Yes/No, valid/invalid)."""
+        """strict: an option target '(X)' needs the last '(X)' of the answer, or a bare letter that is the whole
+        answer ('B', 'B.'), to be X; any other target needs the answer to equal it after stripping whitespace,
+        quotes and one final period, collapsing spaces and lower-casing. trace: Trace's metric (no normalization)."""
         target = example.target
+        if self.protocol == "trace":
+            return trace_protocol.metric(prediction, target)
         if prediction is None or not str(prediction).strip():
             return MetricResult(score=0.0, feedback=f"Wrong: expected {target}, but the extracted answer is empty.")
         if _OPTION.match(target.strip()):
@@ -155,10 +180,11 @@ class BBHTask(Task):
         else:
             kind, distractors = "text", []
         return SimWorld(task=f"{self.name}:{self.subtask}", rubric=RUBRIC, answers={e.input: e.target for e in every},
-                        base_accuracy=0.4, max_accuracy=0.9, answer_kind=kind, distractors=distractors)
+                        base_accuracy=0.4, max_accuracy=0.9, answer_kind=kind, distractors=distractors,
+                        answer_format=answer_format(self.protocol))
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "subtask": self.subtask}
+        return {**super().info(), "subtask": self.subtask, "protocol": self.protocol}
 
 
 RUBRIC = [

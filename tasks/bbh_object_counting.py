@@ -1,10 +1,15 @@
-"""BIG-Bench Hard object counting: one LLM call with a trainable instruction, then an answer parser (TextGrad's setup)."""
+"""BIG-Bench Hard object counting: one LLM call with a trainable instruction, then an answer parser (TextGrad's setup).
+
+Protocols: `strict` (ours: the first integer after the last 'Answer:', exact match) and `textgrad` (TextGrad's
+string-based check on the whole response, its starting prompt and parameter role; tasks/protocols/textgrad.py).
+"""
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from tasks.bbh_data import split_bbh
+from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
+from tasks.protocols.strict import INTEGER, first_number_after_answer
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, traced
@@ -16,18 +21,20 @@ INITIAL_INSTRUCTION = (
     "of the following format: 'Answer: $VALUE' where VALUE is a numerical value."
 )
 
-_ANSWER = re.compile(r"answer\s*:\s*\$?(-?\d+)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d+")
+PROTOCOLS = (STRICT, "textgrad")
+
+
+def read_integer_answer(response: str) -> str:
+    """The first integer after the last 'Answer:' (its own line empty: from the next line); without an 'Answer:',
+    the last integer of the response; '' when there is none. 'Answer: 6 (1 + 2 + 3)' reads 6."""
+    number, _ = first_number_after_answer(response, INTEGER)
+    return number or ""
 
 
 @traced(output_role="integer answer parsed from the response")
 def parse_integer_answer(response: str) -> str:
-    """Take the integer after the last 'Answer:'; without one, the last integer in the response."""
-    found = _ANSWER.findall(response)
-    if found:
-        return found[-1]
-    numbers = _NUMBER.findall(response)
-    return numbers[-1] if numbers else ""
+    """Take the first integer after the last 'Answer:'; without one, the last integer in the response."""
+    return read_integer_answer(response)
 
 
 class ObjectCountingTask(Task):
@@ -36,9 +43,10 @@ class ObjectCountingTask(Task):
     name = "bbh_object_counting"
     description = "BIG-Bench Hard object counting (TextGrad split: 50 train / 100 val / 100 test)."
 
-    def __init__(self, data_dir: str | None = None, n_train: int = 50, n_val: int = 100):
+    def __init__(self, data_dir: str | None = None, n_train: int = 50, n_val: int = 100, protocol: str = STRICT):
         check_size("n_train", n_train)
         check_size("n_val", n_val)
+        self.protocol = choose_protocol(self.name, protocol, PROTOCOLS)
         self.data_dir = data_dir
         self.n_train = n_train
         self.n_val = n_val
@@ -48,6 +56,8 @@ class ObjectCountingTask(Task):
         return split_bbh("object_counting", self.data_dir, self.n_train, self.n_val)
 
     def initial_parameters(self) -> list[Parameter]:
+        if self.protocol == "textgrad":
+            return [Parameter(value=textgrad.BBH_STARTING_PROMPT, name="instruction", role=textgrad.SYSTEM_PROMPT_ROLE)]
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                           role="system prompt of the model that answers object-counting questions",
                           constraints=["Keep the required final line format 'Answer: $VALUE'."])]
@@ -56,10 +66,14 @@ class ObjectCountingTask(Task):
         llm = LLMCall(engines["forward"], params["instruction"], name="counting_llm",
                       output_role="step-by-step answer to the counting question")
         response = await llm.acall(Variable(example.input, role="object-counting question"))
+        if self.protocol == "textgrad":  # TextGrad scores the whole response
+            return response
         return parse_integer_answer(response)
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
-        """Exact integer match, with the reason in words."""
+        """strict: exact match of the parsed integer, with the reason in words; textgrad: TextGrad's integer check."""
+        if self.protocol == "textgrad":
+            return textgrad.integer_check(prediction, example.target)
         got = str(prediction).strip()
         if not got:
             return MetricResult(score=0.0, feedback=f"Wrong: expected {example.target}, but no integer could be "
@@ -71,7 +85,10 @@ class ObjectCountingTask(Task):
     def sim_world(self, splits: Splits) -> SimWorld:
         every = splits.train + splits.val + splits.test
         return SimWorld(task=self.name, rubric=RUBRIC, answers={e.input: e.target for e in every},
-                        base_accuracy=0.45, max_accuracy=0.95)
+                        base_accuracy=0.45, max_accuracy=0.95, answer_format=answer_format(self.protocol))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
 
 RUBRIC = [

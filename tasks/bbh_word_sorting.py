@@ -1,10 +1,17 @@
-"""BIG-Bench Hard word sorting: one LLM call with a trainable instruction, then an answer parser (TextGrad's setup)."""
+"""BIG-Bench Hard word sorting: one LLM call with a trainable instruction, then an answer parser (TextGrad's setup).
+
+Protocols: `strict` (ours: exact match of the normalized word list after the last 'Answer:') and `textgrad`
+(TextGrad's: its starting prompt, and an LLM judge on the engines' `judge` role that compares the whole response
+with the ground truth; tasks/protocols/textgrad.py).
+"""
 from __future__ import annotations
 
 import re
 from typing import Any
 
 from tasks.bbh_data import split_bbh
+from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
+from tasks.protocols.strict import answer_line
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, traced
@@ -17,17 +24,16 @@ INITIAL_INSTRUCTION = (
     "separated by single spaces."
 )
 
-_ANSWER = re.compile(r"answer\s*:", re.IGNORECASE)
+PROTOCOLS = (STRICT, "textgrad")
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
 @traced(output_role="sorted word list parsed from the response")
 def parse_sorted_words(response: str) -> str:
     """Take the text after the last 'Answer:' (or the next non-empty line); without one, the last non-empty line."""
-    marks = list(_ANSWER.finditer(response))
-    if marks:
-        rest = response[marks[-1].end():].strip().splitlines()
-        return rest[0].strip() if rest else ""
+    line = answer_line(response)
+    if line is not None:
+        return line
     lines = [line.strip() for line in response.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
@@ -44,9 +50,10 @@ class WordSortingTask(Task):
     name = "bbh_word_sorting"
     description = "BIG-Bench Hard word sorting (TextGrad split: 50 train / 100 val / 100 test)."
 
-    def __init__(self, data_dir: str | None = None, n_train: int = 50, n_val: int = 100):
+    def __init__(self, data_dir: str | None = None, n_train: int = 50, n_val: int = 100, protocol: str = STRICT):
         check_size("n_train", n_train)
         check_size("n_val", n_val)
+        self.protocol = choose_protocol(self.name, protocol, PROTOCOLS)
         self.data_dir = data_dir
         self.n_train = n_train
         self.n_val = n_val
@@ -56,6 +63,8 @@ class WordSortingTask(Task):
         return split_bbh("word_sorting", self.data_dir, self.n_train, self.n_val)
 
     def initial_parameters(self) -> list[Parameter]:
+        if self.protocol == "textgrad":  # TextGrad starts every BBH task from the same numeric prompt
+            return [Parameter(value=textgrad.BBH_STARTING_PROMPT, name="instruction", role=textgrad.SYSTEM_PROMPT_ROLE)]
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                           role="system prompt of the model that sorts lists of words alphabetically",
                           constraints=["Keep the required final line format 'Answer: $VALUE' with the sorted words "
@@ -65,7 +74,16 @@ class WordSortingTask(Task):
         llm = LLMCall(engines["forward"], params["instruction"], name="sorting_llm",
                       output_role="step-by-step answer to the word-sorting question")
         response = await llm.acall(Variable(example.input, role="word-sorting question"))
+        if self.protocol == "textgrad":  # TextGrad's judge reads the whole response
+            return response
         return parse_sorted_words(response)
+
+    async def loss(self, prediction: Variable, example: Example, engines: EngineSet) -> Variable:
+        """strict: the metric below; textgrad: TextGrad's LLM judge (engines role `judge`), <ACCURACY> 0 or 1."""
+        if self.protocol == "textgrad" and not prediction.is_error:
+            return await textgrad.judge_loss(engines["judge"], prediction, str(example.input), str(example.target),
+                                             name="textgrad_bbh_judge")
+        return await super().loss(prediction, example, engines)
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
         """Exact match of the sorted word list (lowercase, split on whitespace/commas); names the first wrong position."""
@@ -98,7 +116,11 @@ class WordSortingTask(Task):
     def sim_world(self, splits: Splits) -> SimWorld:
         every = splits.train + splits.val + splits.test
         return SimWorld(task=self.name, rubric=RUBRIC, answers={e.input: e.target for e in every},
-                        base_accuracy=0.4, max_accuracy=0.9, answer_kind="text")
+                        base_accuracy=0.4, max_accuracy=0.9, answer_kind="text",
+                        answer_format=answer_format(self.protocol))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
 
 RUBRIC = [

@@ -4,6 +4,10 @@ Without the calculator the system is TextGrad's GSM8K setup: the instruction is 
 with 'Answer: <number>'. With `use_calculator`, the model also sees a trainable tool description; every line
 `CALC(<expression>)` of its draft is evaluated by a safe, traced calculator and the results are fed back in a
 second call, whose reply is the answer.
+
+Protocols: `strict` (ours: numeric match of the FIRST number after the last 'Answer:') and `textgrad` (TextGrad's
+string-based integer check on the whole response, its starting prompt, its "Question: ..." input;
+tasks/protocols/textgrad.py; without the calculator only).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
+from tasks.protocols.strict import NUMBER, first_number_after_answer
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -142,9 +148,6 @@ def calculator(expression: str) -> str:
 
 # ---- answers and the metric ----------------------------------------------------------------------
 
-_ANSWER_LINE = re.compile(r"answer\s*:(.*)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
-
 
 def normalize_number(text: str) -> str:
     """'1,234.0' or '$72' -> '1234' / '72': no commas, no '$', no trailing '.0'."""
@@ -157,15 +160,11 @@ def normalize_number(text: str) -> str:
 
 
 def parse_answer(response: str) -> tuple[str | None, bool]:
-    """(the final number, whether it came from an 'Answer:' line): the last number on the last 'Answer:' line,
-    else the last number anywhere in the response."""
-    lines = _ANSWER_LINE.findall(response)
-    if lines:
-        numbers = _NUMBER.findall(lines[-1])
-        if numbers:
-            return normalize_number(numbers[-1]), True
-    numbers = _NUMBER.findall(response)
-    return (normalize_number(numbers[-1]) if numbers else None), False
+    """(the final number, whether it came from an 'Answer:' line): the FIRST number after the last 'Answer:' (its
+    own line empty: from the next line), else the last number anywhere in the response. 'Answer: 24 (because
+    2 + 3 = 5)' reads 24; 'Answer: 18 apples, 4 left' reads 18."""
+    number, from_line = first_number_after_answer(response, NUMBER)
+    return (normalize_number(number) if number is not None else None), from_line
 
 
 def numbers_equal(a: str, b: str) -> bool:
@@ -176,7 +175,8 @@ def numbers_equal(a: str, b: str) -> bool:
 
 
 def gsm8k_metric(prediction: Any, example: Example) -> MetricResult:
-    """Numeric match of the final answer ('Answer:' line, else the last number), with the reason in words."""
+    """Numeric match (within 1e-6) of the first number after the last 'Answer:' (else the response's last number)
+    with the target, with the reason in words."""
     expected = str(example.target)
     got, from_line = parse_answer(str(prediction))
     if got is None:
@@ -242,6 +242,9 @@ def load_gsm8k(data_dir: str | Path | None = None, loader: str = "json",
 
 # ---- the task ----------------------------------------------------------------------------------
 
+PROTOCOLS = (STRICT, "textgrad")
+
+
 class GSM8KTask(Task):
     """Grade-school math word problems; numeric match of the final answer."""
 
@@ -250,7 +253,11 @@ class GSM8KTask(Task):
                    "all 1,319 test).")
 
     def __init__(self, data_dir: str | None = None, loader: str = "json", hf_cache_dir: str | None = None,
-                 n_train: int = 200, n_val: int = 300, test_size: int | None = None, use_calculator: bool = False):
+                 n_train: int = 200, n_val: int = 300, test_size: int | None = None, use_calculator: bool = False,
+                 protocol: str = STRICT):
+        # TextGrad's protocol describes this task's own one-call system; a subclass with its own system is strict.
+        reproduces = type(self).forward is GSM8KTask.forward and not use_calculator
+        self.protocol = choose_protocol(self.name, protocol, PROTOCOLS if reproduces else (STRICT,))
         if loader not in ("json", "hf"):
             raise ConfigError(f"Unknown task.loader '{loader}': use 'json' (plain reader) or 'hf' (Hugging Face datasets).")
         check_size("n_train", n_train)
@@ -280,6 +287,8 @@ class GSM8KTask(Task):
         return Splits(train=train[:a], val=train[a:b], test=test[: self.test_size] if self.test_size else test)
 
     def initial_parameters(self) -> list[Parameter]:
+        if self.protocol == "textgrad":
+            return [Parameter(value=textgrad.GSM8K_STARTING_PROMPT, name="instruction", role=textgrad.SYSTEM_PROMPT_ROLE)]
         params = [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                             role="system prompt of the model that solves grade-school math word problems",
                             constraints=["Keep the required final line format 'Answer: $VALUE'."])]
@@ -291,7 +300,10 @@ class GSM8KTask(Task):
         return params
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
-        question = Variable(example.input, role="grade-school math word problem")
+        if self.protocol == "textgrad":
+            question = Variable(textgrad.format_gsm8k_question(example.input), role="query to the language model")
+        else:
+            question = Variable(example.input, role="grade-school math word problem")
         if not self.use_calculator:
             llm = LLMCall(engines["forward"], params["instruction"], name="math_llm",
                           output_role="step-by-step solution ending with 'Answer: <number>'")
@@ -312,13 +324,19 @@ class GSM8KTask(Task):
         return await final_llm.acall(question=question, draft=draft, results=results)
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
-        """Numeric match of the final answer ('Answer:' line, else the last number), with the reason in words."""
+        """strict: numeric match of the first number after the last 'Answer:'; textgrad: TextGrad's integer check."""
+        if self.protocol == "textgrad":
+            return textgrad.integer_check(prediction, example.target)
         return gsm8k_metric(prediction, example)
 
     def sim_world(self, splits: Splits) -> SimWorld:
         every = splits.train + splits.val + splits.test
         return SimWorld(task=self.name, rubric=RUBRIC, answers={e.input: e.target for e in every},
-                        base_accuracy=0.5, max_accuracy=0.95, answer_kind="int")
+                        base_accuracy=0.5, max_accuracy=0.95, answer_kind="int",
+                        answer_format=answer_format(self.protocol))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
 
 # Each echo contains one of its keywords, so a stage downstream that reads the answer sees the guidance too

@@ -3,6 +3,10 @@
 Retrieval runs over the question's own 10 context paragraphs (the distractor setting), with rank_bm25's Okapi
 BM25, as a traced op so it appears in the graph and the trace. Trainable: each module's instruction and the
 answer module's demonstrations (text).
+
+Protocols: `strict` (ours: SQuAD/HotpotQA-normalized EM or F1 of the text after the last 'Answer:') and `gepa`
+(GEPA's: DSPy's answer exact match on the '[[ ## answer ## ]]' field of a DSPy chat-adapter reply, the answer
+module instructed in DSPy's signature style; tasks/protocols/gepa.py).
 """
 from __future__ import annotations
 
@@ -15,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from rank_bm25 import BM25Okapi
+
+from tasks.protocols import STRICT, answer_format, choose_protocol
+from tasks.protocols import gepa
+from tasks.protocols.strict import answer_line
 
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
@@ -106,14 +114,15 @@ def retrieve(query: str, passages: list[str], k: int = 2, exclude: str = "") -> 
     return "\n".join(pool[i] for i in best)
 
 
-_ANSWER = re.compile(r"answer\s*:(.*)", re.IGNORECASE)
+PROTOCOLS = (STRICT, "gepa")
 
 
 def parse_answer(response: str) -> tuple[str, bool]:
-    """(answer, whether it came from an 'Answer:' line): the text after the last 'Answer:', else the last line."""
-    found = _ANSWER.findall(response)
-    if found:
-        return found[-1].strip(), True
+    """(answer, whether it came from an 'Answer:' line): the rest of the line after the last 'Answer:' (when that
+    is empty, the next non-empty line: 'Answer:\nParis' reads 'Paris'), else the response's last non-empty line."""
+    line = answer_line(response)
+    if line is not None:
+        return line, True
     lines = [line.strip() for line in response.splitlines() if line.strip()]
     return (lines[-1] if lines else ""), False
 
@@ -123,6 +132,14 @@ def answer_with_sources(response: str, first_hop: str, second_hop: str) -> dict[
     """The answer after the last 'Answer:' of the response (else its last line), with the titles of every retrieved passage."""
     answer, from_line = parse_answer(response)
     return {"answer": answer, "answer_line": from_line,
+            "retrieved_titles": titles_in(first_hop) + titles_in(second_hop)}
+
+
+@traced(output_role="the system's answer (the reply's answer field) and the titles of the passages it retrieved")
+def answer_field_with_sources(response: str, first_hop: str, second_hop: str) -> dict[str, Any]:
+    """The content of the reply's first '[[ ## answer ## ]]' field (None without one), with the retrieved titles."""
+    answer = gepa.answer_field(response)
+    return {"answer": answer, "answer_line": answer is not None,
             "retrieved_titles": titles_in(first_hop) + titles_in(second_hop)}
 
 
@@ -218,7 +235,13 @@ class HotpotQARAGTask(Task):
                    "(shipped sample: 15 train / 18 val / 20 test).")
 
     def __init__(self, data_path: str | None = None, n_train: int = 15, n_val: int = 18, n_test: int | None = None,
-                 seed: int | None = None, k: int = 2, score: str = "em"):
+                 seed: int | None = None, k: int = 2, score: str = "em", protocol: str = STRICT):
+        # GEPA's protocol describes this task's own program; a subclass with its own system is strict.
+        reproduces = type(self).forward is HotpotQARAGTask.forward
+        self.protocol = choose_protocol(self.name, protocol, PROTOCOLS if reproduces else (STRICT,))
+        if self.protocol == "gepa" and score != "em":
+            raise ConfigError(f"task.score={score} with task.protocol=gepa: GEPA's HotpotQA metric is exact match; "
+                              "drop task.score (or use task.protocol=strict for F1).")
         if score not in ("em", "f1"):
             raise ConfigError(f"Unknown task.score '{score}': use 'em' (exact match) or 'f1' (token F1).")
         if k < 1:
@@ -257,8 +280,11 @@ class HotpotQARAGTask(Task):
                       role="instruction of the model that writes the first search query"),
             Parameter(value=INITIAL_FOLLOWUP_INSTRUCTION, name="followup_query.instruction", constraints=[query_rule],
                       role="instruction of the model that writes the second-hop search query from the first passages"),
-            Parameter(value=INITIAL_ANSWER_INSTRUCTION, name="answer.instruction",
-                      constraints=["Keep the required final line format 'Answer: <answer>'."],
+            Parameter(value=gepa.ANSWER_INSTRUCTION if self.protocol == "gepa" else INITIAL_ANSWER_INSTRUCTION,
+                      name="answer.instruction",
+                      constraints=["Keep the reply format: the answer in the field '[[ ## answer ## ]]'."
+                                   if self.protocol == "gepa" else
+                                   "Keep the required final line format 'Answer: <answer>'."],
                       role="instruction of the model that answers the question from the retrieved passages"),
             Parameter(value=INITIAL_DEMOS, name="answer.demos",
                       role="worked examples (question, passages, answer) shown to the answer model",
@@ -286,16 +312,26 @@ class HotpotQARAGTask(Task):
                                       output_role="reasoning and answer ending with 'Answer: <answer>'")
         response = await answer_llm.acall(demos=params["answer.demos"], first_hop=first_hop, second_hop=second_hop,
                                           question=question)
+        if self.protocol == "gepa":
+            return answer_field_with_sources(response, first_hop, second_hop)
         return answer_with_sources(response, first_hop, second_hop)
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
-        """EM (or token F1) of the answer, with the supporting passages that were not retrieved, in words."""
+        """strict: EM (or token F1) of the answer, with the supporting passages that were not retrieved, in words;
+        gepa: DSPy's answer exact match of the reply's answer field."""
+        if self.protocol == "gepa":
+            answer = prediction.get("answer") if isinstance(prediction, dict) else gepa.answer_field(str(prediction))
+            return gepa.answer_metric(answer, example.target)
         return hotpotqa_metric(prediction, example, self.score)
 
     def sim_world(self, splits: Splits) -> SimWorld:
         every = splits.train + splits.val + splits.test
         return SimWorld(task=self.name, rubric=RUBRIC, answers={e.input: e.target for e in every},
-                        base_accuracy=0.3, max_accuracy=0.9, answer_kind="text")
+                        base_accuracy=0.3, max_accuracy=0.9, answer_kind="text",
+                        answer_format=answer_format(self.protocol))
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
 
 # Each item belongs in the module whose job it concerns (`applies_to`), so credit has to reach the right module.

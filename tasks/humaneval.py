@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.protocols import STRICT, choose_protocol
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -271,7 +272,8 @@ class HumanEvalTask(Task):
 
     def __init__(self, mode: str = "instruction", problem: str | int | None = None, data_file: str | None = None,
                  seed: int = 0, n_train: int = 40, n_val: int = 40, refine: bool = True, timeout_s: float = 5.0,
-                 initial_code: str | None = None):
+                 initial_code: str | None = None, protocol: str = STRICT):
+        self.protocol = choose_protocol(self.name, protocol, (STRICT,))  # no paper's HumanEval setting to reproduce
         if mode not in ("instruction", "instance"):
             raise ConfigError(f"task.mode must be 'instruction' or 'instance', got {mode!r}.")
         if mode == "instance" and problem is None:
@@ -405,7 +407,8 @@ class HumanEvalTask(Task):
                         base_accuracy=0.35, max_accuracy=0.9)
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "mode": self.mode, **({"problem": self.problem} if self.problem else {})}
+        return {**super().info(), "mode": self.mode, **({"problem": self.problem} if self.problem else {}),
+                "protocol": self.protocol}
 
 
 RUBRIC = [

@@ -18,6 +18,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall
+from tasks.protocols import STRICT, choose_protocol
 from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
@@ -90,7 +91,8 @@ class LayeredTask(Task):
     description = "A 2x2 layered graph of LLM nodes feeding a solver (5 instructions), on GSM8K or BBH object counting."
 
     def __init__(self, base: str = "gsm8k", data_dir: str | None = None, n_train: int | None = None,
-                 n_val: int | None = None, test_size: int | None = None):
+                 n_val: int | None = None, test_size: int | None = None, protocol: str = STRICT):
+        self.protocol = choose_protocol(self.name, protocol, (STRICT,))
         if base not in BASES:
             raise ConfigError(f"Unknown task.base '{base}' for the layered task; use one of {', '.join(BASES)}.")
         check_size("n_train", n_train, optional=True)
@@ -103,6 +105,9 @@ class LayeredTask(Task):
         self.base_task: Task = cls(**options)
         self.test_size = test_size
         self.description = f"{self.description} Base: {base}."
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
     def load_splits(self) -> Splits:
         """The base task's splits, the test split cut to `test_size` when set."""

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, traced
+from tasks.protocols import STRICT, choose_protocol
 from textgrad_core.task import DataError, Example, RubricItem, SimWorld, Splits, Task, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
@@ -226,12 +227,16 @@ class ToolUseTask(Task):
 
     name = "tool_use"
 
-    def __init__(self, seed: int = 0, n_train: int = 30, n_val: int = 30, n_test: int = 60):
+    def __init__(self, seed: int = 0, n_train: int = 30, n_val: int = 30, n_test: int = 60, protocol: str = STRICT):
+        self.protocol = choose_protocol(self.name, protocol, (STRICT,))
         for option, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             check_size(option, value)
         self.seed, self.n_train, self.n_val, self.n_test = seed, n_train, n_val, n_test
         self.description = (f"Tool use with trainable tool definitions (generated requests, seed {seed}: "
                             f"{n_train} train / {n_val} val / {n_test} test).")
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "protocol": self.protocol}
 
     def load_splits(self) -> Splits:
         """Generated from `seed`: unique requests, the six kinds in turn (so each split is balanced), each split shuffled."""

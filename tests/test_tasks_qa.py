@@ -110,7 +110,8 @@ EX72 = Example(id="x", input="How many clips?", target="72")
     ("48 + 24 = 72\nAnswer: 72", 1.0, "Correct: expected 72, got 72."),
     ("Answer: $72.00", 1.0, "Correct: expected 72, got 72."),
     ("She sold 48 + 22 = 70.\nAnswer: 70", 0.0, "Wrong: expected 72, got 70."),
-    ("answer: 1,000 then 70", 0.0, "Wrong: expected 72, got 70."),
+    # strict reads the FIRST number after 'Answer:' (a trailing remark never changes the answer)
+    ("answer: 1,000 then 70", 0.0, "Wrong: expected 72, got 1000."),
 ])
 def test_gsm8k_metric(response, score, feedback):
     result = gsm8k_metric(response, EX72)
