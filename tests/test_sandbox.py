@@ -236,21 +236,41 @@ def test_fork_bomb_stopped_by_kernel_without_audit_hook(layers):
         "except OSError as e:\n"
         "    print('refused', type(e).__name__)\n"
         "print(len(pids), *pids)\n"
+        "print(os.getuid())\n"
     )
     res = run_unaudited(code, limits)
     assert res.ok, res
-    first, second = res.stdout.splitlines()
+    first, second, third = res.stdout.splitlines()
     assert first == "refused BlockingIOError"
     count, *pids = [int(x) for x in second.split()]
-    assert 0 < count < limits.max_procs
-    # nothing of the run survives it: the sleeping children were killed with it
+    assert 0 < count < limits.max_procs and len(pids) == count
+    # nothing of the run survives it: the sleeping children - every process of the run's own
+    # uid (pids printed inside the run's pid namespace are not this view's pids) - were killed
+    run_uid = int(third)
+    assert run_uid != os.getuid()
     deadline = time.monotonic() + 5
     while True:
-        alive = [p for p in pids if _is_alive(p)]
+        alive = _pids_of_uid(run_uid)
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not alive
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    """Live (non-zombie) processes whose real uid is ``uid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/status") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            uids = next((line.split()[1:] for line in text.splitlines() if line.startswith("Uid:")), [])
+            if uids and int(uids[0]) == uid and "\nState:\tZ" not in text:
+                found.append(int(name))
+    return found
 
 
 def _is_alive(pid: int) -> bool:

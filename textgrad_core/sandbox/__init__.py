@@ -149,6 +149,7 @@ import threading
 from typing import Any
 
 from textgrad_core.sandbox.launch import execute_once, loop_semaphore
+from textgrad_core.sandbox.pool import execute_warm
 from textgrad_core.sandbox.limits import (
     MAX_CONCURRENT_SANDBOXES,
     Job,
@@ -178,6 +179,10 @@ async def _execute(job: Job) -> Outcome:
     global _kernel_layers_ok
     async with loop_semaphore():
         kernel = job.kernel and _kernel_layers_ok
+        if job.warm:
+            warm = await execute_warm(job, kernel=kernel)
+            if warm is not None:
+                return warm
         outcome = await execute_once(job, kernel=kernel)
         st = outcome.status
         if (

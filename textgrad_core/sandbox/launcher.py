@@ -62,9 +62,12 @@ def stage1(cfg, cfg_fd, st_fd):
         namespaces(libc, cfg, layers, notes)
     os.chdir(wd)
     write_files(cfg["files"], wd, sb_uid if os.geteuid() == 0 else None)
-    if sb_uid is not None and os.geteuid() == 0:
-        drop_uid(cfg, sb_uid, layers, notes)
-    set_rlimits(cfg, layers, notes, nproc_effective=(os.geteuid() != 0))
+    if cfg.get("zygote"):
+        pass  # the per-run uid and rlimits are applied in each child the zygote forks
+    else:
+        if sb_uid is not None and os.geteuid() == 0:
+            drop_uid(cfg, sb_uid, layers, notes)
+        set_rlimits(cfg, layers, notes, nproc_effective=(os.geteuid() != 0))
     if libc is not None:
         if libc.prctl(38, 1, 0, 0, 0) == 0:  # PR_SET_NO_NEW_PRIVS
             layers.append("no_new_privs")
@@ -75,6 +78,9 @@ def stage1(cfg, cfg_fd, st_fd):
     os.chdir(wd)
     exe = cfg["exe"]
     argv = [exe] + cfg["flags"] + [cfg["runner"], str(cfg_fd), str(st_fd)]
+    if cfg.get("zygote"):
+        argv.append(str(cfg["control_fd"]))
+        become_zygote(libc, exe, argv, cfg["env"], st_fd)
     try:
         os.execve(exe, argv, cfg["env"])
     except OSError as e:
@@ -82,16 +88,39 @@ def stage1(cfg, cfg_fd, st_fd):
         os._exit(126)
 
 
+def become_zygote(libc, exe, argv, env, st_fd):
+    """Fork the zygote (pid 1 of the new pid namespace when there is one, so every sandbox
+    child dies with it) and wait for it; this process keeps ctypes, the zygote never has it."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if libc is not None:
+                libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG = SIGKILL: dies with this stage
+            os.execve(exe, argv, env)
+        except BaseException as e:
+            emit(st_fd, {"launch_error": "exec of the zygote failed: %s" % (e,)})
+        os._exit(126)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
 def namespaces(libc, cfg, layers, notes):
     import ctypes
     NEWNS, NEWUTS, NEWIPC, NEWUSER, NEWNET = 0x20000, 0x4000000, 0x8000000, 0x10000000, 0x40000000
     want = NEWNS | NEWNET | NEWIPC | NEWUTS
+    if cfg.get("zygote"):
+        want |= 0x20000000  # CLONE_NEWPID: the zygote's children die with it
     got = 0
     if os.geteuid() == 0:
         if libc.unshare(want) == 0:
             got = want
         else:
-            for flag in (NEWNET, NEWNS, NEWIPC, NEWUTS):
+            for flag in (NEWNET, NEWNS, NEWIPC, NEWUTS, want & 0x20000000):
                 if libc.unshare(flag) == 0:
                     got |= flag
             if not got:
@@ -117,6 +146,8 @@ def namespaces(libc, cfg, layers, notes):
         layers.append("netns")
     if got & NEWIPC:
         layers.append("ipcns")
+    if got & 0x20000000:
+        layers.append("pidns")
     if got & NEWUTS:
         libc.sethostname(b"sandbox", 7)
     if got & NEWNS:
@@ -201,7 +232,8 @@ def setup_mounts(libc, cfg, layers, notes):
             notes.append("cover %s failed: %s" % (path, e))
 
     # 2. the temp dir: a private, size-capped tmpfs (or at least its own mount).
-    opts = "size=%dm,mode=0700" % cfg["limits"]["disk_mb"]
+    # the zygote's runs root: traversable, so each run's uid reaches its own 0700 directory
+    opts = "size=%dm,mode=%s" % (cfg["limits"]["disk_mb"], "0711" if cfg.get("zygote") else "0700")
     if sb_uid is not None:
         opts += ",uid=%d,gid=%d" % (sb_uid, sb_uid)
     try:

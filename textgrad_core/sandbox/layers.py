@@ -19,6 +19,8 @@ from textgrad_core.sandbox.limits import Job
 #: The two child scripts, run by path (never imported by the parent).
 LAUNCHER = os.path.realpath(os.path.join(os.path.dirname(__file__), "launcher.py"))
 RUNNER = os.path.realpath(os.path.join(os.path.dirname(__file__), "runner.py"))
+#: The warm pool's fork server (loads the two scripts above by path from its own directory).
+ZYGOTE = os.path.realpath(os.path.join(os.path.dirname(__file__), "zygote.py"))
 
 # Top-level directories the child keeps (read-only): the system's programs and libraries,
 # /etc (itself reduced to KEEP_ETC), devices and the kernel's views.  Every other top-level
@@ -223,3 +225,30 @@ def free_uid(uid: int | None) -> None:
     if uid is not None:
         with _uids_lock:
             _uids_in_use.discard(uid)
+
+
+def zygote_config(*, runs_root: str, kernel: bool, disk_mb: int, control_fd: int) -> dict:
+    """The launcher's record for starting the warm pool's zygote: the same layers as a cold
+    run, a pid namespace, and ``runs_root`` (a tmpfs holding each run's directory) writable."""
+    from textgrad_core.sandbox.limits import SandboxLimits
+
+    plan = Plan.get()
+    scripts = os.path.dirname(ZYGOTE)
+    hide = [[d, plan.exposed_in(d, (runs_root, scripts))] for d in plan.hide if runs_root != d]
+    return {
+        "zygote": True,
+        "control_fd": control_fd,
+        "workdir": runs_root,
+        "uid": None,
+        "kernel": kernel,
+        "hide": hide,
+        "cover": plan.cover,
+        "exe": plan.exe,
+        "stdlib_probe": plan.stdlib_probe,
+        "runner": ZYGOTE,
+        "flags": ["-s", "-P", "-B"],
+        "env": child_env(runs_root),
+        "parent_pid": os.getpid(),
+        "limits": SandboxLimits(disk_mb=disk_mb).model_dump(),
+        "files": {},
+    }

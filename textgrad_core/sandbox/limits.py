@@ -42,6 +42,8 @@ class Job:
     # parameter of the public API: user code cannot reach it (it only chooses the code).
     audit: bool = True
     kernel: bool = True
+    # False: a cold start (two fresh interpreters) instead of a fork of the warm zygote.
+    warm: bool = True
 
 
 def validate_files(files: dict[str, str] | None) -> dict[str, str]:

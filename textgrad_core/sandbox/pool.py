@@ -1,0 +1,298 @@
+"""The warm pool: one hardened zygote per parent process forks a fresh child for every run.
+
+A cold run starts two interpreters (launcher, runner) and builds the kernel layers each time
+(~100 ms).  The zygote (``zygote.py``) is started once, through the launcher, inside those
+layers (plus a pid namespace) and with the runner and common modules already imported; a run
+is then one ``fork`` in it plus the per-run layers (session, directory, uid, rlimits,
+environment, audit hook).  The parent keeps every duty it has for cold runs: the wall-clock
+timeout, capped output, killing the run's process group and uid, reading the status records.
+
+If the zygote cannot be started, :func:`execute_warm` returns None and the caller runs cold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+from textgrad_core.sandbox.launch import kill_uid, read_capped, task_value
+from textgrad_core.sandbox.layers import (
+    LAUNCHER,
+    Plan,
+    alloc_uid,
+    child_config,
+    child_env,
+    free_uid,
+    uid_range_usable,
+    zygote_config,
+)
+from textgrad_core.sandbox.limits import MAX_CONCURRENT_SANDBOXES, Job
+from textgrad_core.sandbox.results import Outcome, build_result, decode_output, read_status
+
+START_TIMEOUT_S = 20.0
+
+
+class Zygote:
+    """Client of one zygote process: send runs, receive their pids and exit statuses."""
+
+    def __init__(self, kernel: bool) -> None:
+        self.kernel = kernel
+        self.pid_owner = os.getpid()
+        self.runs_root = os.path.realpath(tempfile.mkdtemp(prefix="tg_sandbox_pool_"))
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.lock = threading.Lock()
+        self.waiters: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future, asyncio.Future]] = {}
+        self.next_id = 0
+        self.alive = True
+        cfg_file, st_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+        try:
+            cfg = zygote_config(runs_root=self.runs_root, kernel=kernel, control_fd=theirs.fileno(),
+                                disk_mb=64 * MAX_CONCURRENT_SANDBOXES)
+            cfg_file.write(json.dumps(cfg).encode("ascii"))
+            cfg_file.flush()
+            argv = [Plan.get().exe, "-I", "-S", "-B", LAUNCHER, str(cfg_file.fileno()), str(st_file.fileno())]
+            # Pipes, not /dev/null: the zygote's std streams are created seekable=False, as in a
+            # cold run, so that each child's reconfigure() of them works once it has its own pipes.
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                cwd=self.runs_root, env=child_env(self.runs_root), close_fds=True, start_new_session=True,
+                pass_fds=(cfg_file.fileno(), st_file.fileno(), theirs.fileno()))
+            theirs.close()
+            self.proc.stdin.close()
+            self.output = b""
+            threading.Thread(target=self._drain, name="sandbox-zygote-output", daemon=True).start()
+            self.sock.settimeout(START_TIMEOUT_S)
+            try:
+                ready = json.loads(self.sock.recv(65536) or b"{}")
+            except (OSError, ValueError):
+                ready = {}
+            self.sock.settimeout(None)
+            status = read_status(st_file)
+            if not ready.get("ready") or "launch_error" in status:
+                self.close()
+                detail = status.get("launch_error") or self.output.decode("utf-8", "replace")[-300:] or "no reply"
+                raise OSError(f"the sandbox zygote did not start: {detail}")
+            self.layers = list(status.get("layers") or [])
+            self.notes = list(status.get("notes") or [])
+        finally:
+            cfg_file.close()
+            st_file.close()
+        threading.Thread(target=self._read_replies, name="sandbox-zygote", daemon=True).start()
+
+    def _drain(self) -> None:
+        """Keep the tail of the zygote's own output (diagnostics), so it can never block on it."""
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            if not chunk:
+                return
+            self.output = (self.output + chunk)[-4096:]
+
+    def _read_replies(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            msg = json.loads(data)
+            with self.lock:
+                entry = self.waiters.get(msg.get("id"))
+                if entry is not None and "exit" in msg:
+                    del self.waiters[msg["id"]]
+            if entry is None:
+                continue
+            loop, pid_fut, exit_fut = entry
+            fut, value = (pid_fut, msg["pid"]) if "pid" in msg else (exit_fut, msg.get("exit"))
+            _resolve(loop, fut, value)
+        self.alive = False
+        with self.lock:
+            pending, self.waiters = list(self.waiters.values()), {}
+        for loop, pid_fut, exit_fut in pending:  # the zygote died: so did every run in it
+            _resolve(loop, pid_fut, None)
+            _resolve(loop, exit_fut, None)
+
+    def submit(self, workdir: str, fds: list[int]) -> tuple[int, asyncio.Future, asyncio.Future]:
+        """Ask for a run; returns (run id, future of its pid, future of its returncode)."""
+        loop = asyncio.get_running_loop()
+        pid_fut, exit_fut = loop.create_future(), loop.create_future()
+        with self.lock:
+            self.next_id += 1
+            run = self.next_id
+            self.waiters[run] = (loop, pid_fut, exit_fut)
+            socket.send_fds(self.sock, [json.dumps({"run": run, "workdir": workdir}).encode()], fds)
+        return run, pid_fut, exit_fut
+
+    def tell(self, what: str, run: int) -> None:
+        """Send ``{"kill": run}`` or ``{"done": run}`` (a dead zygote has nothing left to do)."""
+        try:
+            with self.lock:
+                self.sock.send(json.dumps({what: run}).encode())
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Stop the zygote (its pid namespace takes every run with it)."""
+        self.alive = False
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        try:
+            self.proc.kill()
+            self.proc.wait(5)
+        except (OSError, subprocess.TimeoutExpired, AttributeError):
+            pass
+        try:
+            os.rmdir(self.runs_root)
+        except OSError:
+            pass
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value) -> None:
+    def set_value() -> None:
+        if not fut.done():
+            fut.set_result(value)
+    try:
+        loop.call_soon_threadsafe(set_value)
+    except RuntimeError:  # that loop is closed: nobody waits any more
+        pass
+
+
+_zygotes: dict[bool, Zygote | None] = {}
+_zygotes_lock = threading.Lock()
+_failed: dict[bool, float] = {}
+
+
+def zygote(kernel: bool) -> Zygote | None:
+    """This process's zygote (started on first use, restarted if it died); None if it cannot start."""
+    with _zygotes_lock:
+        z = _zygotes.get(kernel)
+        if z is not None and z.alive and z.pid_owner == os.getpid():
+            return z
+        if kernel in _failed and time.monotonic() - _failed[kernel] < 60:
+            return None
+        try:
+            z = _zygotes[kernel] = Zygote(kernel)
+        except OSError:
+            _failed[kernel] = time.monotonic()
+            _zygotes[kernel] = None
+            return None
+        return z
+
+
+def shutdown() -> None:
+    """Stop every zygote of this process (tests and benchmarks measure cold starts after it)."""
+    with _zygotes_lock:
+        for z in _zygotes.values():
+            if z is not None:
+                z.close()
+        _zygotes.clear()
+        _failed.clear()
+
+
+async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**16)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                os.fdopen(fd, "rb", 0))
+    return reader, transport
+
+
+async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
+    """Run ``job`` in a child forked by the zygote; None when no zygote is available."""
+    z = zygote(kernel)
+    if z is None:
+        return None
+    limits = job.limits
+    uid = alloc_uid() if kernel and uid_range_usable() else None
+    workdir = os.path.join(z.runs_root, "run-" + secrets.token_hex(8))
+    cfg_file, st_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    in_r, in_w = os.pipe() if job.stdin else (os.open(os.devnull, os.O_RDONLY), -1)
+    transports: list[asyncio.BaseTransport] = []
+    tasks: dict[str, asyncio.Future] = {}
+    run = None
+    try:
+        cfg = child_config(job, workdir=workdir, uid=uid, kernel=kernel)
+        cfg["zygote_layers"] = z.layers
+        cfg_file.write(json.dumps(cfg).encode("ascii"))
+        cfg_file.flush()
+        start = time.monotonic()
+        try:
+            run, pid_fut, exit_fut = z.submit(workdir, [cfg_file.fileno(), st_file.fileno(), in_r, out_w, err_w])
+        except OSError:
+            return None
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        in_r = out_w = err_w = -1
+        out_reader, t1 = await _reader(out_r)
+        err_reader, t2 = await _reader(err_r)
+        out_r = err_r = -1
+        transports += [t1, t2]
+        cap = limits.max_output_chars * 4 + 4
+        tasks["out"] = asyncio.ensure_future(read_capped(out_reader, cap))
+        tasks["err"] = asyncio.ensure_future(read_capped(err_reader, cap))
+        if in_w >= 0:  # the thread owns (and closes) the write end from here on
+            fd, in_w = in_w, -1
+            tasks["stdin"] = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, job.stdin.encode("utf-8")))
+        await asyncio.wait({exit_fut}, timeout=limits.timeout_s)
+        timed_out = not exit_fut.done()
+        duration = time.monotonic() - start
+        # The run's main process is gone (or timed out): nothing of it may outlive it.
+        z.tell("kill", run)
+        if uid is not None:
+            kill_uid(uid)
+        if timed_out:
+            await asyncio.wait({exit_fut}, timeout=2.0)
+        _, still = await asyncio.wait({tasks["out"], tasks["err"]}, timeout=2.0)
+        for t in still:
+            t.cancel()
+        if not pid_fut.done() and not exit_fut.done():
+            return None  # the zygote died before it forked: run cold instead
+        returncode = exit_fut.result() if exit_fut.done() else None
+        out, out_total = task_value(tasks["out"], (b"", 0))
+        err, err_total = task_value(tasks["err"], (b"", 0))
+        status = read_status(st_file)
+        result = build_result(job=job, returncode=returncode,
+                              stdout=decode_output(out, out_total, limits.max_output_chars),
+                              stderr=decode_output(err, err_total, limits.max_output_chars),
+                              timed_out=timed_out, duration=duration, status=status)
+        return Outcome(result, status)
+    finally:  # also reached when the caller cancels us
+        for t in tasks.values():
+            if not t.done():
+                t.cancel()
+        if run is not None:
+            z.tell("kill", run)
+            if uid is not None:
+                kill_uid(uid)
+            z.tell("done", run)
+        free_uid(uid)
+        for tr in transports:
+            tr.close()
+        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
+            if fd >= 0:
+                os.close(fd)
+        cfg_file.close()
+        st_file.close()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write the child's stdin and close it (a child that exits early is fine)."""
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
