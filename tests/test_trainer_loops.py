@@ -147,3 +147,10 @@ def test_update_on_errors_skips_credit_and_update_when_the_batch_is_all_right(tm
     # step 1 (t0, input k0) is right: nothing; step 2 (t1) is wrong: one update; step 3 (t2) wrong again.
     assert [r["decision"] for r in t.history] == ["initial", "no change", "not validated", "not validated"]
     assert t.history[1]["credit"] is None and len(b.requests_tagged("optimizer")) == 2
+
+
+def test_a_run_whose_every_call_fails_stops_at_once_and_says_why(tmp_path):
+    t = trainer(tmp_path, backend([], fail_inputs={f"k{i}" for i in range(6)}), max_steps=2)
+    summary = asyncio.run(t.train())
+    assert summary["status"] == "stopped" and "4 of 4 example passes failed" in summary["stop_reason"]
+    assert summary["steps"] == 0 and summary["val"]["initial"] is None

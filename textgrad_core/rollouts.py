@@ -86,7 +86,9 @@ class FailureCount:
     def add(self, passes: int, failed: int) -> None:
         self.passes += passes
         self.failed += failed
-        if self.failed and self.passes >= self.min_passes and self.failed > self.max_fraction * self.passes:
+        # Every pass so far failed (an endpoint that never answers): no need to wait for a trend.
+        trend = self.passes >= self.min_passes or self.failed == self.passes
+        if self.failed and trend and self.failed > self.max_fraction * self.passes:
             raise FailureShareExceeded(
                 f"{self.failed} of {self.passes} example passes failed after retries "
                 f"(more than trainer.max_failed_fraction={self.max_fraction}); see events.jsonl for each failure")
