@@ -130,11 +130,12 @@ class Ledger:
         self._phases: dict[str, UsageTotals] = defaultdict(UsageTotals)
         self._faults: dict[str, dict[str, int]] = {"retries": defaultdict(int), "failed_calls": defaultdict(int)}
         self._reserved_calls = 0
+        self._sum = UsageTotals()  # the running total of every row: `reserve` reads it on every call
 
     def reserve(self) -> None:
         """Admit one more call, or raise BudgetExceeded if the budget is used up."""
         with self._lock:
-            total = self._total_locked()
+            total = self._sum
             b = self.budget
             if b.max_calls is not None and total.calls - total.cache_hits + self._reserved_calls >= b.max_calls:
                 raise BudgetExceeded(f"Budget exhausted: max_calls={b.max_calls} LLM calls made. "
@@ -155,6 +156,7 @@ class Ledger:
         """Account one answered call to its role (and to the run phase it happened in, when known)."""
         with self._lock:
             self._rows[(role, reply.provider, reply.model)].add_reply(reply)
+            self._sum.add_reply(reply)
             if phase is not None:
                 self._phases[phase].add_reply(reply)
 
@@ -162,6 +164,7 @@ class Ledger:
         """Account one call that failed after its retries."""
         with self._lock:
             self._rows[(role, provider, model)].errors += 1
+            self._sum.errors += 1
             if phase is not None:
                 self._phases[phase].errors += 1
 
@@ -189,10 +192,13 @@ class Ledger:
         return self.total().cost_label()
 
     def _total_locked(self) -> UsageTotals:
+        return self._sum.model_copy()
+
+    def _resum_locked(self) -> None:
         total = UsageTotals()
         for row in self._rows.values():
             total = total.plus(row)
-        return total
+        self._sum = total
 
     def total(self) -> UsageTotals:
         """Usage of every call so far."""
@@ -228,3 +234,4 @@ class Ledger:
                                                      for k, v in state.get("phases", {}).items()})
             for kind, counts in state.get("faults", {}).items():
                 self._faults[kind] = defaultdict(int, counts)
+            self._resum_locked()

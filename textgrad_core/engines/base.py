@@ -8,13 +8,14 @@ import json
 import random
 import re
 import time
-import weakref
-from typing import Any, Callable, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from textgrad_core.engines.accounting import Ledger
 from textgrad_core.engines.cache import RequestCache
 from textgrad_core.engines.config import EngineConfig
 from textgrad_core.engines.context import current_call_context, new_request_id
+from textgrad_core.engines.limits import OVERLOAD_STATUS, Endpoint, RunBound
+from textgrad_core.engines.looplocal import LoopLocal
 from textgrad_core.engines.sync import run_sync
 from textgrad_core.engines.types import LLMReply, LLMRequest
 from textgrad_core.errors import (BudgetExceeded, EmptyReplyError, MalformedReplyError, ProviderError,
@@ -58,21 +59,6 @@ class Backend(Protocol):
     simulated: bool
 
     async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply: ...
-
-
-class LoopLocal(Generic[T]):
-    """One object per running event loop (asyncio primitives and HTTP clients are bound to their loop)."""
-
-    def __init__(self, factory: Callable[[], T]):
-        self._factory = factory
-        self._objects: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, T]" = weakref.WeakKeyDictionary()
-
-    def get(self) -> T:
-        loop = asyncio.get_running_loop()
-        obj = self._objects.get(loop)
-        if obj is None:
-            obj = self._objects[loop] = self._factory()
-        return obj
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -122,7 +108,7 @@ class Engine:
 
     def __init__(self, config: EngineConfig, backend: Backend, ledger: Ledger | None = None,
                  call_log: JsonlLog | None = None, role: str = "forward", cache: RequestCache | None = None,
-                 events: JsonlLog | None = None):
+                 events: JsonlLog | None = None, endpoint: Endpoint | None = None, run_bound: RunBound | None = None):
         self.config = config
         self.backend = backend
         self.ledger = ledger or Ledger()
@@ -131,7 +117,10 @@ class Engine:
         self.role = role
         self.cache = cache
         self._identity: dict[str, Any] | None = None
-        self._semaphore: LoopLocal[asyncio.Semaphore] = LoopLocal(lambda: asyncio.Semaphore(config.max_concurrency))
+        # The endpoint's adaptive bound (shared with every engine of the run on the same endpoint; see EngineSet),
+        # else one of this engine's own.
+        self.endpoint = endpoint or Endpoint(("engine", id(self)), config.max_concurrency, name=backend.provider)
+        self.run_bound = run_bound
         self._inflight: LoopLocal[dict[str, asyncio.Future]] = LoopLocal(dict)
 
     @property
@@ -163,7 +152,7 @@ class Engine:
         return request.cache_key(self.provider, request.model or self.config.model, self.reply_identity())
 
     def with_role(self, role: str) -> "Engine":
-        """The same engine (same client, cache, concurrency bound), accounted under another role."""
+        """The same engine (same client, cache, endpoint bound), accounted under another role."""
         view = copy.copy(self)
         view.role = role
         return view
@@ -197,7 +186,7 @@ class Engine:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         inflight[key] = future
         try:
-            reply = await self._call(call, key)
+            reply = await self._claimed_call(call, key)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # marks it retrieved when nobody else was waiting
@@ -206,6 +195,33 @@ class Engine:
             inflight.pop(key, None)
         future.set_result(reply)
         return reply
+
+    def claim_ttl(self) -> float:
+        """How long a claim on a prompt stands: the longest one call may take, its retries and backoffs included."""
+        c = self.config
+        return c.timeout * (c.max_retries + 1) + c.backoff_max * c.max_retries
+
+    async def _claimed_call(self, call: _Call, key: str) -> LLMReply:
+        """Pay for `key` once across the processes sharing the cache: claim it, or wait for the process that has."""
+        assert self.cache is not None
+        ttl = self.claim_ttl()
+        give_up = time.time() + ttl  # our own call's budget bounds the wait too
+        claimed = False
+        while time.time() < give_up:
+            held = self.cache.claim(key, ttl)
+            if held is None:
+                claimed = True
+                break
+            owner, expires = held
+            stored = await self.cache.wait_for_reply(key, owner, min(expires, give_up))
+            if stored is not None:
+                return self._from_cache(call, stored)
+            # released without a reply (its call failed), expired or dead: claim it ourselves
+        try:
+            return await self._call(call, key)
+        finally:
+            if claimed:
+                self.cache.release(key)
 
     def _from_cache(self, call: _Call, stored: LLMReply) -> LLMReply:
         reply = stored.model_copy(update={"cache_hit": True, "latency_s": 0.0, "cost_usd": 0.0})
@@ -228,8 +244,7 @@ class Engine:
     async def _call(self, call: _Call, key: str | None) -> LLMReply:
         self.ledger.reserve()
         try:
-            async with self._semaphore.get():
-                reply = await self._send_with_retries(call)
+            reply = await self._send_with_retries(call)
         except BudgetExceeded:
             raise
         except ProviderError as exc:
@@ -237,17 +252,38 @@ class Engine:
             raise
         finally:
             self.ledger.release()
-        request = call.request
-        if request.response_format is not None and reply.parsed is None:
-            reply = reply.model_copy(update={"parsed": parse_json_reply(reply.text)})
+        # `reply` is this call's own copy (see _send_with_retries): filled in place, no pydantic round trips.
+        if call.request.response_format is not None and reply.parsed is None:
+            reply.parsed = parse_json_reply(reply.text)
         prices = self.ledger.prices
         priced = prices.is_priced(self.provider, reply.model) or prices.is_priced(self.provider, call.model)
-        reply = reply.model_copy(update={"cost_usd": prices.cost(self.provider, reply.model, reply.usage, call.model),
-                                         "unpriced": not priced})
+        reply.cost_usd = prices.cost(self.provider, reply.model, reply.usage, call.model)
+        reply.unpriced = not priced
         self.ledger.record(self.role, reply, call.context.get("phase"))
         self._log(call, reply=reply)  # before the cache write: an answered call is logged even if that fails
         if key is not None:
             self.cache.put(key, reply)
+        return reply
+
+    async def _attempt(self, call: _Call) -> LLMReply:
+        """One request to the backend inside the endpoint's bound (and the run's); feeds the bound's adaptation."""
+        limit = self.endpoint.limit
+        ticket = await limit.acquire()
+        try:
+            if self.run_bound is not None:
+                async with self.run_bound.slot():
+                    reply = await self.backend.send(call.request, call.model, self.config.timeout)
+            else:
+                reply = await self.backend.send(call.request, call.model, self.config.timeout)
+        except TransientProviderError as exc:
+            if exc.status in OVERLOAD_STATUS:
+                limit.overloaded(ticket)
+            if exc.retry_after is not None:
+                limit.pause(min(exc.retry_after, self.config.backoff_max))
+            raise
+        finally:
+            limit.release()
+        limit.succeeded()
         return reply
 
     async def _send_with_retries(self, call: _Call) -> LLMReply:
@@ -256,7 +292,7 @@ class Engine:
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()
             try:
-                reply = await self.backend.send(call.request, call.model, self.config.timeout)
+                reply = await self._attempt(call)
                 if self.config.retry_empty and not reply.text.strip():
                     raise TransientProviderError("empty reply text (the provider answered with no content)",
                                                  reason="empty")
@@ -269,7 +305,11 @@ class Engine:
                 raise
             else:
                 call.attempts = attempt
-                return reply.model_copy(update={"latency_s": time.perf_counter() - start})
+                # One shallow copy: the engine fills in cost and parse on its own object, never on one a backend
+                # might keep (a scripted or plug-in backend may hand out the same reply twice).
+                reply = reply.model_copy()
+                reply.latency_s = time.perf_counter() - start
+                return reply
             call.attempts = attempt
             if attempt == attempts:
                 break
@@ -277,7 +317,7 @@ class Engine:
             self.ledger.record_fault("retries", fault.reason)
             self._event("retry", call, reason=fault.reason, status=fault.status, attempt=attempt,
                         delay_s=round(delay, 4), error=redact(str(fault)))
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay)  # outside the bound: a backing-off call holds no slot
         assert fault is not None
         return self._raise_final(fault, attempts)
 

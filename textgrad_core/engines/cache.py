@@ -1,8 +1,19 @@
-"""Persistent request cache in SQLite: shared across processes, safe under concurrent writers."""
+"""Persistent request cache in SQLite: shared across processes, safe under concurrent writers.
+
+Claims: a process about to pay for a prompt first claims its key (a row in `claims`: key, owner host:pid:token,
+expiry). Another process that misses the same key while the claim stands waits for the owner's reply row
+(polling with backoff) instead of paying again; a claim whose owner died (same host, no such process) or whose
+expiry passed is taken over, so a crash never blocks anyone for longer than the claim's expiry.
+"""
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
 from pathlib import Path
 
 from textgrad_core.engines.types import LLMReply
@@ -17,6 +28,47 @@ CREATE TABLE IF NOT EXISTS replies (
     PRIMARY KEY (namespace, key)
 )
 """
+_CLAIMS = """
+CREATE TABLE IF NOT EXISTS claims (
+    namespace TEXT NOT NULL,
+    key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (namespace, key)
+)
+"""
+_HOST = socket.gethostname()
+_owners: dict[int, str] = {}
+
+
+def claim_owner() -> str:
+    """This process's owner id, host:pid:token (the token tells it from an earlier process with the same pid;
+    a forked child gets its own)."""
+    pid = os.getpid()
+    owner = _owners.get(pid)
+    if owner is None:
+        owner = _owners[pid] = f"{_HOST}:{pid}:{uuid.uuid4().hex[:12]}"
+    return owner
+POLL_FIRST_S, POLL_MAX_S = 0.01, 0.2
+
+
+def owner_alive(owner: str) -> bool:
+    """False when the claim's owner is known dead: a process of this host that no longer runs (or an earlier
+    process with our pid); another host's owner counts as alive until its claim expires."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, token = rest.partition(":")
+    if host != _HOST or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner == claim_owner()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 class RequestCache:
@@ -32,6 +84,7 @@ class RequestCache:
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)
+            self._db.execute(_CLAIMS)
             self._db.execute("SELECT count(*) FROM replies WHERE 0").fetchone()
         except sqlite3.DatabaseError as exc:
             raise CacheError(
@@ -82,6 +135,56 @@ class RequestCache:
                                        usage=r.get("usage") or {}, finish_reason=r.get("finish_reason")))
                 added += 1
         return added
+
+    def claim(self, key: str, ttl: float) -> tuple[str, float] | None:
+        """Claim `key` for this process for `ttl` seconds: None when it is ours now, else the live foreign claim
+        (owner, expiry as a Unix time) that already holds it. Expired and dead owners' claims are taken over."""
+        now = time.time()
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")  # read and write as one step: two claimers never both win
+                try:
+                    row = self._db.execute("SELECT owner, expires FROM claims WHERE namespace=? AND key=?",
+                                           (self.namespace, key)).fetchone()
+                    held = row is not None and row[0] != claim_owner() and row[1] > now and owner_alive(row[0])
+                    if not held:
+                        self._db.execute("INSERT OR REPLACE INTO claims(namespace, key, owner, expires) "
+                                         "VALUES (?, ?, ?, ?)", (self.namespace, key, claim_owner(), now + ttl))
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            return (row[0], row[1]) if held else None
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"Claiming a request in the cache at {self.path} failed: {exc}") from exc
+
+    def release(self, key: str) -> None:
+        """Drop this process's claim on `key` (after its reply is stored, or its call failed)."""
+        try:
+            with self._lock:
+                self._db.execute("DELETE FROM claims WHERE namespace=? AND key=? AND owner=?",
+                                 (self.namespace, key, claim_owner()))
+        except sqlite3.DatabaseError as exc:
+            raise CacheError(f"Releasing a claim in the cache at {self.path} failed: {exc}") from exc
+
+    def _claim_standing(self, key: str, owner: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT owner, expires FROM claims WHERE namespace=? AND key=?",
+                                   (self.namespace, key)).fetchone()
+        return row is not None and row[0] == owner and row[1] > time.time() and owner_alive(owner)
+
+    async def wait_for_reply(self, key: str, owner: str, until: float) -> LLMReply | None:
+        """Wait for the reply another process (`owner`) is fetching: the stored reply, or None once its claim is
+        gone (released without a reply, expired, owner dead) or the Unix time `until` has passed."""
+        delay = POLL_FIRST_S
+        while True:
+            reply = self.get(key)
+            if reply is not None:
+                return reply
+            if time.time() >= until or not self._claim_standing(key, owner):
+                return self.get(key)  # the owner may have stored it just before releasing
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, POLL_MAX_S)
 
     def __len__(self) -> int:
         with self._lock:

@@ -8,7 +8,8 @@ import os
 import time
 from typing import Any
 
-from textgrad_core.engines.base import LoopLocal, TransientProviderError, parse_json_reply
+from textgrad_core.engines.base import TransientProviderError, parse_json_reply
+from textgrad_core.engines.clients import preload, sdk, shared_client
 from textgrad_core.engines.config import EngineConfig, normalise_endpoint
 from textgrad_core.engines.http_logging import quiet_http_loggers
 from textgrad_core.engines.types import LLMReply, LLMRequest, Usage
@@ -116,54 +117,75 @@ def _schema_instruction(request: LLMRequest) -> str:
 
 
 class OpenAIBackend:
-    """Chat completions through `openai.AsyncOpenAI`; `base_url` reaches any OpenAI-compatible server."""
+    """Chat completions through `openai.AsyncOpenAI`; `base_url` reaches any OpenAI-compatible server.
+
+    The request goes out as a prebuilt JSON body through the SDK client's own `post` (its auth, headers, timeout
+    and error types; retries off, ours apply): the typed `chat.completions.create` would re-walk the body
+    through its TypedDict transform and build a pydantic model of the reply, most of the client's CPU per call."""
 
     provider = "openai"
     simulated = False
 
     def __init__(self, config: EngineConfig):
-        import openai
-
-        self._sdk = openai
         self.config = config
         quiet_http_loggers()
-        key = _api_key(config)
-        self._client = LoopLocal(lambda: openai.AsyncOpenAI(
-            api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
-            default_headers=config.options.get("headers") or None))
+        self._key = _api_key(config)
+        self._client_key = ("openai", _endpoint(config), self._key)
+        preload("openai")  # the run's set-up overlaps the SDK import; the first call joins it
+        self._sdk: Any = None
+        # Per-request headers, so that roles with different headers still share the endpoint's one client.
+        headers = config.options.get("headers") or None
+        self._request_options: dict[str, Any] = {"headers": dict(headers)} if headers else {}
+        self._max_field = "max_completion_tokens" if config.options.get("max_completion_tokens") else "max_tokens"
+        self._native_schema = bool(config.options.get("native_json_schema", True))
+
+    def _new_client(self) -> Any:
+        return self._sdk.AsyncOpenAI(api_key=self._key, base_url=self.config.base_url, timeout=self.config.timeout,
+                                     max_retries=0)
 
     def reply_identity(self) -> dict[str, Any]:
         """Endpoint and options: part of every cache key of this backend."""
         return _reply_identity(self.config)
 
-    async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
+    def body(self, request: LLMRequest, model: str) -> dict[str, Any]:
+        """The chat-completions JSON body of a request."""
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        kwargs: dict[str, Any] = dict(model=model, messages=messages, temperature=request.temperature, timeout=timeout)
-        kwargs["max_completion_tokens" if self.config.options.get("max_completion_tokens") else "max_tokens"] = request.max_tokens
+        body: dict[str, Any] = {"model": model, "messages": messages, "temperature": request.temperature,
+                                self._max_field: request.max_tokens}
         if request.stop:
-            kwargs["stop"] = list(request.stop)
+            body["stop"] = list(request.stop)
         fmt = request.response_format
         if fmt is not None:
-            if fmt.type == "json_schema" and fmt.json_schema and self.config.options.get("native_json_schema", True):
-                kwargs["response_format"] = {"type": "json_schema",
-                                             "json_schema": {"name": fmt.name, "schema": fmt.json_schema, "strict": False}}
+            if fmt.type == "json_schema" and fmt.json_schema and self._native_schema:
+                body["response_format"] = {"type": "json_schema",
+                                           "json_schema": {"name": fmt.name, "schema": fmt.json_schema, "strict": False}}
             else:
-                kwargs["response_format"] = {"type": "json_object"}
+                body["response_format"] = {"type": "json_object"}
                 messages.insert(0, {"role": "system", "content": _schema_instruction(request)})
+        return body
+
+    async def send(self, request: LLMRequest, model: str, timeout: float) -> LLMReply:
+        body = self.body(request, model)
+        if self._sdk is None:
+            self._sdk = sdk("openai")
         try:
-            completion = await self._client.get().chat.completions.create(**kwargs)
-            choice = completion.choices[0]
-            text = choice.message.content or ""
-            usage = completion.usage
-            details = getattr(usage, "prompt_tokens_details", None) if usage else None
-            return LLMReply(
-                text=text, model=completion.model or model, provider=self.provider,
-                usage=Usage(input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-                            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
-                            cached_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0),
-                finish_reason=choice.finish_reason,
-                parsed=parse_json_reply(text) if fmt is not None else None,
-            )
+            client = shared_client(self._client_key, self._new_client)
+            data = await client.post("/chat/completions", body=body, cast_to=object,
+                                     options={**self._request_options, "timeout": timeout})
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError(f"message content is a {type(text).__name__}, not text")
+            usage = data.get("usage") or {}
+            details = usage.get("prompt_tokens_details") or {}
+            return LLMReply.model_construct(
+                text=text, parsed=parse_json_reply(text) if request.response_format is not None else None,
+                model=data.get("model") or model, provider=self.provider,
+                usage=Usage.model_construct(input_tokens=int(usage.get("prompt_tokens") or 0),
+                                            output_tokens=int(usage.get("completion_tokens") or 0),
+                                            cached_tokens=int(details.get("cached_tokens") or 0)),
+                finish_reason=choice.get("finish_reason"), latency_s=0.0, cache_hit=False, cost_usd=0.0,
+                unpriced=False)
         except Exception as exc:  # every SDK failure is classified below, none is swallowed
             raise _classify(self.provider, exc, self._sdk) from _cause(exc, self._sdk)
 
@@ -175,15 +197,17 @@ class AnthropicBackend:
     simulated = False
 
     def __init__(self, config: EngineConfig):
-        import anthropic
-
-        self._sdk = anthropic
         self.config = config
         quiet_http_loggers()
-        key = _api_key(config)
-        self._client = LoopLocal(lambda: anthropic.AsyncAnthropic(
-            api_key=key, base_url=config.base_url, timeout=config.timeout, max_retries=0,
-            default_headers=config.options.get("headers") or None))
+        self._key = _api_key(config)
+        self._client_key = ("anthropic", _endpoint(config), self._key)
+        preload("anthropic")
+        self._sdk: Any = None
+        self._headers = dict(config.options.get("headers") or {}) or None  # per request: one client per endpoint
+
+    def _new_client(self) -> Any:
+        return self._sdk.AsyncAnthropic(api_key=self._key, base_url=self.config.base_url,
+                                        timeout=self.config.timeout, max_retries=0)
 
     def reply_identity(self) -> dict[str, Any]:
         """Endpoint and options: part of every cache key of this backend."""
@@ -202,8 +226,13 @@ class AnthropicBackend:
         if self.config.options.get("send_temperature", True):
             # Newer SDK releases dropped the typed argument; the wire field is still accepted by the models that take it.
             kwargs["extra_body"] = {"temperature": request.temperature}
+        if self._headers:
+            kwargs["extra_headers"] = self._headers
+        if self._sdk is None:
+            self._sdk = sdk("anthropic")
         try:
-            message = await self._client.get().messages.create(**kwargs)
+            client = shared_client(self._client_key, self._new_client)
+            message = await client.messages.create(**kwargs)
             text = "".join(getattr(block, "text", "") for block in message.content if getattr(block, "type", "") == "text")
             usage = message.usage
             cached = (getattr(usage, "cache_read_input_tokens", 0) or 0) if usage else 0
