@@ -186,13 +186,14 @@ class SimBackend:
     # ---- call kinds ----------------------------------------------------------------------
     def _forward(self, request: LLMRequest) -> str:
         prompt = "\n".join(m.content for m in request.messages)
-        present = self._present(prompt)
-        echoes = " ".join(i.echo for i in present if i.echo)
         found = self._expected(request.user_text)
+        # The question is data, not instruction: a "guess" or "never" in a math problem says nothing about the prompt.
+        instructions = prompt.replace(found[0], "\n") if found else prompt
+        echoes = " ".join(i.echo for i in self._present(instructions) if i.echo)
         if found is None:
             return (f"{echoes} I considered the input carefully.").strip()
         question, expected = found
-        p = self.world.accuracy(prompt)
+        p = self.world.accuracy(instructions)
         u = 0.8 * unit_hash(self.seed, "difficulty", question) + 0.2 * unit_hash(self.seed, prompt, request.sample_index)
         answer = expected if u < p else (self.world.wrong_answers.get(question) or self._wrong(expected, question + prompt))
         reasoning = echoes or "I worked through the problem."
