@@ -149,6 +149,7 @@ import threading
 from typing import Any
 
 from textgrad_core.sandbox.launch import execute_once, loop_semaphore
+from textgrad_core.sandbox.checked import CheckedRun, Pair, run_pair
 from textgrad_core.sandbox.pool import execute_warm
 from textgrad_core.sandbox.limits import (
     MAX_CONCURRENT_SANDBOXES,
@@ -166,6 +167,9 @@ __all__ = [
     "call_function",
     "acall_function",
     "MAX_CONCURRENT_SANDBOXES",
+    "CheckedRun",
+    "acheck_program",
+    "check_program",
 ]
 
 logger = logging.getLogger(__name__)
@@ -174,33 +178,46 @@ _kernel_layers_ok = True  # set to False when the kernel layers prevent the chil
 
 
 async def _execute(job: Job) -> Outcome:
-    """Run ``job``; when the kernel layers keep the child from starting at all, retry once
-    without them and, if that works, stay without them for the rest of the process."""
-    global _kernel_layers_ok
+    """Run ``job`` within the bound on concurrent children."""
     async with loop_semaphore():
-        kernel = job.kernel and _kernel_layers_ok
-        if job.warm:
-            warm = await execute_warm(job, kernel=kernel)
-            if warm is not None:
-                return warm
-        outcome = await execute_once(job, kernel=kernel)
-        st = outcome.status
-        if (
-            kernel
-            and "started" not in st
-            and not outcome.result.timed_out
-            and outcome.result.returncode not in (0, None)
-        ):
-            retry = await execute_once(job, kernel=False)
-            if "started" in retry.status:
-                _kernel_layers_ok = False
-                logger.warning(
-                    "sandbox: the child did not start with kernel isolation layers (%s); "
-                    "continuing with rlimits + audit hook only",
-                    outcome.result.error,
-                )
-                return retry
-        return outcome
+        return await _execute_unbounded(job)
+
+
+async def execute_pair(judge: Job, served: Job) -> tuple[Outcome, Outcome]:
+    """Run a checked run's two children (see ``checked.py``); together they hold one slot,
+    so pairs can never wait on each other's slots."""
+    async with loop_semaphore():
+        return await run_pair(_execute_unbounded, judge, served)
+
+
+async def _execute_unbounded(job: Job) -> Outcome:
+    """Run ``job`` warm (a fork of the zygote) or cold; when the kernel layers keep the child
+    from starting at all, retry once without them and, if that works, stay without them for
+    the rest of the process."""
+    global _kernel_layers_ok
+    kernel = job.kernel and _kernel_layers_ok
+    if job.warm:
+        warm = await execute_warm(job, kernel=kernel)
+        if warm is not None:
+            return warm
+    outcome = await execute_once(job, kernel=kernel)
+    st = outcome.status
+    if (
+        kernel
+        and "started" not in st
+        and not outcome.result.timed_out
+        and outcome.result.returncode not in (0, None)
+    ):
+        retry = await execute_once(job, kernel=False)
+        if "started" in retry.status:
+            _kernel_layers_ok = False
+            logger.warning(
+                "sandbox: the child did not start with kernel isolation layers (%s); "
+                "continuing with rlimits + audit hook only",
+                outcome.result.error,
+            )
+            return retry
+    return outcome
 
 
 def _run_sync(coro):
@@ -307,3 +324,34 @@ async def _arun_without_audit(
     travels in the parent's job description, which the child's program cannot choose."""
     job = Job(code=code, limits=limits or SandboxLimits(), stdin=stdin, audit=False)
     return (await _execute(job)).result
+
+
+async def acheck_program(
+    program: str,
+    judge_source: str,
+    judge_function: str,
+    args: list,
+    *,
+    limits: SandboxLimits | None = None,
+) -> CheckedRun:
+    """Run ``program`` in one sandbox child and ``judge_function(*args)`` from the trusted
+    ``judge_source`` in another; the judge reaches the program only through ``__peer__``
+    (see ``checked.py``), and its return value is the verdict."""
+    pair = Pair(program, judge_source, judge_function, args, limits)
+    try:
+        judged, ran = await execute_pair(pair.judge, pair.served)
+    finally:
+        pair.close()
+    return Pair.outcome(judged, ran)
+
+
+def check_program(
+    program: str,
+    judge_source: str,
+    judge_function: str,
+    args: list,
+    *,
+    limits: SandboxLimits | None = None,
+) -> CheckedRun:
+    """Synchronous :func:`acheck_program`."""
+    return _run_sync(acheck_program(program, judge_source, judge_function, args, limits=limits))

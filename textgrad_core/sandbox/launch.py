@@ -171,7 +171,7 @@ async def execute_once(job: Job, *, kernel: bool) -> Outcome:
                 stderr=asyncio.subprocess.PIPE,
                 cwd=workdir,
                 env=child_env(workdir),
-                pass_fds=(cfg_fd, st_fd),
+                pass_fds=(cfg_fd, st_fd) + ((job.peer,) if job.peer is not None else ()),
                 start_new_session=True,
                 close_fds=True,
             )
@@ -181,6 +181,8 @@ async def execute_once(job: Job, *, kernel: bool) -> Outcome:
                 error=f"sandbox failed to start: {e}", duration_s=0.0,
             )
             return Outcome(result, {})
+        if job.on_started is not None:
+            job.on_started()
         tasks["out"] = asyncio.ensure_future(read_capped(proc.stdout, cap))
         tasks["err"] = asyncio.ensure_future(read_capped(proc.stderr, cap))
         tasks["wait"] = asyncio.ensure_future(proc.wait())

@@ -19,6 +19,8 @@ from textgrad_core.sandbox.limits import Job
 #: The two child scripts, run by path (never imported by the parent).
 LAUNCHER = os.path.realpath(os.path.join(os.path.dirname(__file__), "launcher.py"))
 RUNNER = os.path.realpath(os.path.join(os.path.dirname(__file__), "runner.py"))
+#: The judge <-> program protocol of checked runs, sent as source in the config.
+WIRE = os.path.realpath(os.path.join(os.path.dirname(__file__), "wire.py"))
 #: The warm pool's fork server (loads the two scripts above by path from its own directory).
 ZYGOTE = os.path.realpath(os.path.join(os.path.dirname(__file__), "zygote.py"))
 
@@ -188,7 +190,14 @@ def child_config(job: Job, *, workdir: str, uid: int | None, kernel: bool) -> di
         "function": job.function,
         "args": job.args,
         "kwargs": job.kwargs,
+        **(peer_config(job.peer) if job.peer is not None else {}),
     }
+
+
+def peer_config(fd: int) -> dict:
+    """The config keys of a checked run: the socket's descriptor and the wire's source."""
+    with open(WIRE, encoding="utf-8") as f:
+        return {"peer_fd": fd, "wire_source": f.read(), "wire_file": WIRE}
 
 
 def uid_range_usable() -> bool:

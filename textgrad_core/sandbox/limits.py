@@ -32,7 +32,7 @@ class Job:
 
     code: str
     limits: SandboxLimits
-    mode: str = "run"  # "run" | "call"
+    mode: str = "run"  # "run" | "call" | "serve" (the program under test of a checked run)
     stdin: str = ""
     files: dict[str, str] = field(default_factory=dict)
     function: str | None = None
@@ -44,6 +44,10 @@ class Job:
     kernel: bool = True
     # False: a cold start (two fresh interpreters) instead of a fork of the warm zygote.
     warm: bool = True
+    # A checked run's end of the socket between judge and program (see checked.py); the
+    # executor hands it to the child, then calls ``on_started`` so the parent can close it.
+    peer: int | None = None
+    on_started: object = None
 
 
 def validate_files(files: dict[str, str] | None) -> dict[str, str]:

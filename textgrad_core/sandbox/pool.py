@@ -228,9 +228,13 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
         cfg_file.flush()
         start = time.monotonic()
         try:
-            run, pid_fut, exit_fut = z.submit(workdir, [cfg_file.fileno(), st_file.fileno(), in_r, out_w, err_w])
+            extra = [job.peer] if job.peer is not None else []
+            run, pid_fut, exit_fut = z.submit(workdir, [cfg_file.fileno(), st_file.fileno(), in_r, out_w, err_w,
+                                                        *extra])
         except OSError:
             return None
+        if job.on_started is not None:
+            job.on_started()
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         in_r = out_w = err_w = -1

@@ -57,9 +57,6 @@ def make_emit_flat():
 emit_flat = make_emit_flat()
 
 
-emit_flat = make_emit_flat()
-
-
 def read_cfg(fd):
     import json
     chunks, off = [], 0
@@ -487,11 +484,31 @@ def stage2(cfg, cfg_fd, st_fd):
     ns = {"__name__": "__main__" if mode == "run" else "__sandbox__",
           "__builtins__": builtins, "__file__": filename}
     args, kwargs, fname = cfg.get("args") or [], cfg.get("kwargs") or {}, cfg.get("function")
+    peer_fd, wire = cfg.get("peer_fd"), None
+    if peer_fd is not None:  # a checked run: the wire to the other child (see wire.py)
+        wire = {"__name__": "sandbox_wire"}
+        exec(compile(cfg["wire_source"], cfg["wire_file"], "exec"), wire)
+        if mode == "call":
+            ns["__peer__"] = wire["Peer"](peer_fd)
     if cfg["audit"]:
         prepare_imports()
         install_guard(cfg)
     del cfg
     try:
+        if mode == "serve":  # the program under test: load it, then answer the judge's calls
+            load_error = None
+            try:
+                code = compile(src, filename, "exec")
+            except SyntaxError as e:
+                load_error = ("compile", e)
+            else:
+                try:
+                    exec(code, ns)
+                except BaseException as e:  # SystemExit included: the program did not load
+                    load_error = ("run", e)
+            del src
+            wire["serve"](peer_fd, ns, load_error, filename)
+            return
         code = compile(src, filename, "exec")
         del src
         exec(code, ns)

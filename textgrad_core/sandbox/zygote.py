@@ -92,6 +92,8 @@ def child(z, fds):
             if fd > 2:
                 os.close(fd)
         cfg = runner.read_cfg(cfg_fd)
+        if len(fds) > 5:  # the number the peer socket got in this process
+            cfg["peer_fd"] = fds[5]
         layers, notes = list(cfg.pop("zygote_layers")), []
         wd = cfg["workdir"]
         os.mkdir(wd, 0o700)
@@ -182,7 +184,7 @@ def serve(z, ctl, cfg):
             if "run" in req:
                 wd = req["workdir"]
                 name = wd[len(root):]
-                if len(fds) != 5 or not wd.startswith(root) or not name or "/" in name or ".." in name:
+                if len(fds) not in (5, 6) or not wd.startswith(root) or not name or "/" in name or ".." in name:
                     for fd in fds:
                         os.close(fd)
                     send({"id": req["run"], "exit": 126})
