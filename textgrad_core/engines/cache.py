@@ -186,6 +186,11 @@ class RequestCache:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, POLL_MAX_S)
 
+    def open_claims(self) -> int:
+        """How many claims of this namespace stand (expired ones included), for tests and diagnostics."""
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM claims WHERE namespace=?", (self.namespace,)).fetchone()[0]
+
     def __len__(self) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM replies WHERE namespace=?", (self.namespace,)).fetchone()[0]
