@@ -187,3 +187,16 @@ def test_humaneval_examples_item_is_no_longer_added_from_every_trace():
     for optimizer in (TGD(), JointUpdate()):
         # Was 40 of 40 (the `examples="1"` header read as the item's key); now a guess among four items at most.
         assert asyncio.run(added(optimizer)) <= 16
+
+
+def test_the_simulation_notice_is_one_wording_and_the_docs_say_rankings_are_not_evidence():
+    from pathlib import Path
+    from textgrad_core import trainer
+    from textgrad_core.engines.sim import SIM_NOTICE
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "simulator.md").read_text(encoding="utf-8")
+    assert trainer.SIM_NOTICE == SIM_NOTICE and SIM_NOTICE in doc
+    assert "rankings of strategies are not evidence" in doc and "plumbing device" in doc
+    new_task = (root / "docs" / "new-task.md").read_text(encoding="utf-8")
+    assert WORLD.answer_format == "Answer: {answer}" and "`Answer: <answer>`" in new_task
+    assert "sim_answer_check" in new_task and "answer_format" in new_task
