@@ -87,11 +87,17 @@ def _kills(k: dict) -> list[str]:
     out = [f"{len(kills)} runs SIGKILLed at seeded moments and resumed with `resume=<run dir>`; each result compared "
            f"with an uninterrupted run of the same config (status, scores, every parameter version, every metric "
            f"record).", ""]
-    rows = [[m, len(v), sum(1 for i in v if i["killed"]), sum(1 for i in v if i["resumed"]),
-             sum(1 for i in v if i["identical"]), _sum(v, "repaid")] for m, v in sorted(by_moment.items())]
-    out += _table(["moment of the kill", "runs", "killed", "resumed", "identical to uninterrupted", "re-paid calls"], rows)
-    out += [f"Kills survived: {sum(1 for i in kills if i['identical'])} of {sum(1 for i in kills if i['killed'])}; "
-            f"re-paid calls: {_sum(kills, 'repaid')}.", ""]
+    count = lambda v, pred: sum(1 for i in v if pred(i))  # noqa: E731
+    rows = [[m, len(v), count(v, lambda i: i["killed"]), count(v, lambda i: i["landed"] in ("mid-write", "mid-line")),
+             count(v, lambda i: i["killed"] and i.get("checkpoint")), count(v, lambda i: i["resumed"]),
+             count(v, lambda i: i["identical"]), _sum(v, "repaid"),
+             count(v, lambda i: i["killed"] and not i.get("checkpoint") and i.get("refused_cleanly"))]
+            for m, v in sorted(by_moment.items())]
+    out += _table(["moment of the kill", "runs", "killed", "inside a file write", "after the first checkpoint",
+                   "resumed", "identical to uninterrupted", "re-paid calls", "before it: resume refused in one line"], rows)
+    resumable = [i for i in kills if i["killed"] and i.get("checkpoint")]
+    out += [f"Kills survived: {count(resumable, lambda i: i['identical'])} of {len(resumable)} resumable kills ended "
+            f"identical to the uninterrupted run; re-paid calls: {_sum(kills, 'repaid')}.", ""]
     return out
 
 
