@@ -157,8 +157,9 @@ def trainer_for(task: Task, backend: ScriptedBackend, search: GEPASearch, tmp_pa
                 batch_size: int = 2, credit: ScoresOnly | None = None) -> Trainer:
     engines = EngineSet({"forward": {"provider": "scripted", "model": "m", "cache": {"enabled": False}}}, scripted=backend)
     config = TrainerConfig(epochs=steps, batch_size=batch_size, seed=0, progress=False, shuffle=False, eval_test=False)
+    # The toy splits share inputs on purpose (a keyword is a keyword), so they are passed, not checked for leaks.
     return Trainer(task, engines, credit or ScoresOnly(), search.optimizer, config,
-                   run=RunDir(tmp_path / "run", simulated=True), search=search)
+                   run=RunDir(tmp_path / "run", simulated=True), search=search, splits=task.load_splits())
 
 
 VAL4 = ["k1", "k2", "k3", "k4"]
