@@ -7,7 +7,7 @@ TEST_STAMP := $(VENV)/.installed-test
 # What the suite exercises beyond the core: launchers (joblib, submitit, Ray), reports, telemetry, MLflow.
 TEST_EXTRAS := test,launchers,ray,report,telemetry,mlflow
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench reliability
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(TEST_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python -m benchmarks.bench
+
+# The whole reliability suite (fault matrix, kills, secrets, fuzzed inputs, attacks, test-split isolation; a fast slice
+# of it runs in `make test`), then docs/reliability.md from the figures it measured (regenerated even when a test fails,
+# so the doc shows the failure; the target still fails).
+reliability: $(TEST_STAMP)
+	$(BIN)/python -m pytest tests/reliability --reliability-full -p no:randomly; status=$$?; \
+	$(BIN)/python tests/reliability/figures.py && exit $$status
 
 clean:
 	rm -rf $(VENV) runs outputs .cache

@@ -148,7 +148,9 @@ def _isolation(i: dict) -> list[str]:
         return ["_The isolation scan did not run._", ""]
     return [f"Every call log the suite produced, scanned after the other tests: {i['call_logs']} call logs, "
             f"{i['calls']} calls, {i['guarded_calls']} of them forward/credit/optimizer/validation calls outside the "
-            f"test split, checked against {i['test_inputs']} test inputs: {i['leaks']} test inputs found.", ""]
+            f"test split, checked against the test inputs of each run's task ({i['test_inputs']} in all): "
+            f"{i['leaks']} test inputs found. (Control: {i.get('test_calls_with_inputs', 0)} test-split calls, where "
+            f"test inputs belong, were found to hold one, so the scan does see them.)", ""]
 
 
 def render(data: dict[str, Any]) -> str:

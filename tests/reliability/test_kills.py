@@ -155,7 +155,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, uninterrupted,
         assert item["resumed"], item
         assert item["identical"], f"resumed after a kill at {item['moment']} {item['threshold']} differs"
         assert item["repaid"] == 0 and item["resumed_event"], item
-    assert any(i["landed"] in ("mid-write", "mid-line") for i in killed)  # kills inside a file write
+    # Kills inside a file write (the checkpoint's temporary file exists); the fast slice's two kills may both miss it.
+    assert any(i["landed"] in ("mid-write", "mid-line") for i in killed) or not full
 
 
 def test_the_kill_plan_is_seeded_and_covers_every_moment():
