@@ -10,8 +10,8 @@ end to end, whose rankings of strategies are not evidence (docs/simulator.md). A
 - judge calls say whether the answer is right and, when wrong, name guidance the answer did not follow;
 - credit calls say "no change is needed" for an output whose feedback is positive, else name a rubric item
   missing from a trainable input, or relay the feedback to a non-trainable one;
-- optimizer calls (tgd, joint, opro: one rule for all, `proposed_items`) add the guidance that negative feedback
-  names, else, with some negative evidence, a guess; nothing when all feedback is positive. They reply in the
+- optimizer calls (tgd, joint, opro: one rule for all, `proposed_items`) add the guidance that feedback asking for
+  a change names, else a guess; nothing when all feedback says the output is right. They reply in the
   requested format (delimiters or JSON), with a configurable rate of malformed replies.
 The kind of call is read from the request's tag ("forward:", "credit:", "optimizer:", "judge:"), which every
 traced op of this framework sets.
@@ -249,9 +249,10 @@ class SimBackend:
                        suggested: list[RubricItem] = ()) -> list[RubricItem] | None:
         """The guidance an optimizer adds to `value`, the same rule for tgd, joint and opro.
 
-        Items missing from `value` that feedback not saying "right" names by hint (or that `suggested` holds: the items of an
-        OPRO history's best values), at most `max_edits`; with negative evidence but nothing named, one guessed
-        missing item (GUESS_RATE of the time; else None: a vague edit); with no negative evidence, nothing."""
+        Items missing from `value` that feedback asking for a change names by its hint (or that `suggested` holds:
+        the items of an OPRO history's best values), at most `max_edits`; with feedback asking for a change but
+        naming nothing, one guessed missing item (GUESS_RATE of the time; else None: a vague edit); when every item
+        of feedback says the output is right, nothing."""
         missing = self._missing(value, target)
         wrong = [e for e in evidence if e.wrong]
         named = [i for i in missing if i in suggested or any(names(e.text, i.hint) for e in wrong)]
@@ -264,7 +265,7 @@ class SimBackend:
     def _improve(self, value: str, evidence: list[FeedbackItem], salt: str, target: str | None = None,
                  suggested: list[RubricItem] = ()) -> str:
         """`value` with the proposed guidance added (and the clauses that negated it, or asked for a random
-        answer, cut); unchanged when no feedback is negative."""
+        answer, cut); unchanged when every item of feedback says the output is right."""
         items = self.proposed_items(value, evidence, salt, target, suggested)
         if items == []:
             return value
