@@ -8,6 +8,7 @@ from textgrad_core import registry
 from textgrad_core.engines import EngineSet, JsonlLog, Ledger, PriceTable
 from textgrad_core.engines.config import parse_budget_config
 from textgrad_core.errors import ConfigError
+from textgrad_core.gepa import GEPASearch
 from textgrad_core.search import CandidateSearch
 from textgrad_core.task import Task
 
@@ -48,13 +49,16 @@ def plug_in_overrides(overrides: list[str]) -> list[str]:
     return out
 
 
-def build_search(cfg: Mapping[str, Any] | None, optimizer: Any) -> CandidateSearch | None:
-    """Candidate search around the optimizer, selected by `search.name` (greedy, beam, pareto); None for `none`."""
+def build_search(cfg: Mapping[str, Any] | None, optimizer: Any) -> CandidateSearch | GEPASearch | None:
+    """The step policy around the optimizer, by `search.name`: greedy, beam, pareto (candidate search) or gepa
+    (GEPA's own loop); None for `none` (plain update-and-validate)."""
     options = dict(cfg or {})
     name = options.pop("name", "none")
     if name in (None, "none"):
         return None
     try:
+        if name == "gepa":
+            return GEPASearch(optimizer, **options)
         return CandidateSearch(optimizer, selection=name, **options)
     except TypeError as exc:
         raise ConfigError(f"Invalid options for search '{name}': {exc}") from exc

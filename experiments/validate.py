@@ -22,6 +22,7 @@ from textgrad_core import registry
 from textgrad_core.engines import ENGINE_ROLES
 from textgrad_core.engines.config import BudgetConfig, EngineConfig, Price
 from textgrad_core.errors import ConfigError
+from textgrad_core.gepa import GEPASearch
 from textgrad_core.search import SELECTIONS, CandidateSearch
 from textgrad_core.trainer import TrainerConfig
 
@@ -173,13 +174,15 @@ def _method_problems(cfg: Mapping[str, Any]) -> list[str]:
         problems += signature_problems(cls, options, kind, skip=("params", "engine"))
     search = cfg.get("search")
     if search is not None and not isinstance(search, Mapping):
-        problems.append(f"search={show(search)}: must be a mapping with a name (search=none, greedy, beam, pareto)")
+        problems.append(f"search={show(search)}: must be a mapping with a name (search=none, greedy, beam, pareto, gepa)")
     elif search:
         options = dict(search)
         name = options.pop("name", "none")
         if name not in (None, "none"):
-            if name not in SELECTIONS:
-                problems.append(f"search.name={show(name)}: must be one of none, {', '.join(SELECTIONS)}")
+            if name == "gepa":
+                problems += signature_problems(GEPASearch, options, "search", skip=("optimizer",))
+            elif name not in SELECTIONS:
+                problems.append(f"search.name={show(name)}: must be one of none, {', '.join(SELECTIONS)}, gepa")
             else:
                 problems += signature_problems(CandidateSearch, options, "search", skip=("optimizer", "selection"))
         elif options:
