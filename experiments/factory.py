@@ -86,7 +86,8 @@ def build_engines(cfg: Mapping[str, Any], task: Task, splits: Any, call_log: Jso
                     prices=PriceTable(dict(cfg.get("pricing") or {})))
     configs = role_configs(cfg)
     world = task.sim_world(splits) if any(c.get("provider") == "sim" for c in configs.values()) else None
-    return EngineSet(configs, ledger=ledger, call_log=call_log, events=events, sim_world=world)
+    return EngineSet(configs, ledger=ledger, call_log=call_log, events=events, sim_world=world,
+                     max_in_flight=(cfg.get("concurrency") or {}).get("max_in_flight"))
 
 
 __all__ = ["CREDIT", "OPTIMIZERS", "build_credit", "build_engines", "build_optimizer", "build_search", "load_task",

@@ -22,6 +22,7 @@ from textgrad_core import registry
 from textgrad_core.engines import ENGINE_ROLES
 from textgrad_core.engines.config import BudgetConfig, EngineConfig, Price
 from textgrad_core.errors import ConfigError
+from experiments.estimate_target import TargetSection
 from textgrad_core.gepa import GEPASearch
 from textgrad_core.search import SELECTIONS, CandidateSearch
 from textgrad_core.trainer import TrainerConfig
@@ -46,9 +47,16 @@ class MlflowSection(BaseModel):
     experiment: str = "textgrad-core"
 
 
+class ConcurrencySection(BaseModel):
+    """`concurrency:` — a bound on LLM calls in flight over every endpoint of the run (each endpoint has its own)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_in_flight: int | None = Field(default=None, ge=1)
+
+
 # The top-level keys of a run's config; `experiment` is a Hydra group selection and never a key of its own.
 TOP_LEVEL = ("engine", "engines", "task", "credit", "optimizer", "search", "trainer", "budget", "pricing", "run_dir",
-             "runs_root", "resume", "telemetry", "mlflow", "experiment")
+             "runs_root", "resume", "telemetry", "mlflow", "concurrency", "target", "experiment")
 REQUIRED = ("engine", "task", "credit", "optimizer", "trainer")
 GROUPS = ("engine", "task", "credit", "optimizer", "search")
 
@@ -86,7 +94,8 @@ def config_problems(cfg: Mapping[str, Any], memo: dict[str, list[str]] | None = 
     problems += value_problems(dict[str, Price] | None, cfg.get("pricing"), "pricing")
     problems += _engine_problems(cfg)
     problems += _scalar_problems(cfg)
-    for key, model in (("telemetry", TelemetrySection), ("mlflow", MlflowSection)):
+    for key, model in (("telemetry", TelemetrySection), ("mlflow", MlflowSection),
+                       ("concurrency", ConcurrencySection), ("target", TargetSection)):
         if cfg.get(key) is not None:
             problems += model_problems(model, cfg[key], key)
     problems += _remembered(memo, ("task", cfg["task"]), lambda: _task_problems(cfg["task"]))

@@ -367,6 +367,7 @@ class Engine:
             "messages": [m.model_dump() for m in request.messages],
             "temperature": request.temperature,
             "sample_index": request.sample_index,
+            "max_tokens": request.max_tokens,
             "attempts": call.attempts,
             "cache_key": call.cache_key,
         }
