@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable
+import contextlib
+import gc
+import threading
+from typing import Awaitable, Iterator
 
 from credit import prompts
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ExampleTrace, ParameterFeedback
@@ -24,19 +27,42 @@ def render_value(value: object, limit: int | None) -> str:
 
 def example_context(trace: ExampleTrace) -> dict[str, str]:
     """The example's input (the values with no producing op that its output depends on) and the system's output."""
-    graph = trace.graph.g
-    upstream = set(nx_ancestors(graph, trace.output.id)) if trace.output.id in graph else set()
+    upstream = trace.graph.depends_on(trace.output) - {trace.output.id}  # the output is not its own input
     sources = [v for v in trace.graph.topological_order()
                if v.id in upstream and v.op is None and not isinstance(v, Parameter)]
     text = "\n".join(f"{v.role}: {v.value}" if len(sources) > 1 else str(v.value) for v in sources)
     return {"input": clip_middle(text, CONTEXT_CHARS), "output": clip_middle(str(trace.output.value), CONTEXT_CHARS)}
 
 
-def nx_ancestors(graph, node: str) -> set[str]:
-    """Ancestors of `node` in a networkx graph (imported lazily: only credit that publishes context needs it)."""
-    import networkx as nx
+_freeze_lock = threading.Lock()
+_freeze_depth = 0
 
-    return nx.ancestors(graph, node)
+
+@contextlib.contextmanager
+def old_objects_frozen() -> Iterator[None]:
+    """While credit runs, leave every object that existed before it out of the cyclic collector's full scans.
+
+    Why: each per-edge call leaves request, reply and task objects alive until the step ends, so full collections
+    come every few thousand edges, and each rescanned the whole recorded graph (and the rest of the heap), which made
+    bookkeeping superlinear in the graph's size. `gc.freeze` only moves those objects aside (refcounting still frees
+    them; cyclic garbage among them waits until the outermost exit). Nested and concurrent uses share one freeze; a
+    freeze the program made itself is left alone (nothing is frozen or unfrozen then).
+    """
+    global _freeze_depth
+    with _freeze_lock:
+        owner = _freeze_depth > 0 or gc.get_freeze_count() == 0
+        if owner:
+            if _freeze_depth == 0:
+                gc.freeze()
+            _freeze_depth += 1
+    try:
+        yield
+    finally:
+        if owner:
+            with _freeze_lock:
+                _freeze_depth -= 1
+                if _freeze_depth == 0:
+                    gc.unfreeze()
 
 
 class Backprop:
@@ -56,7 +82,8 @@ class Backprop:
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """Feedback for every parameter from every example; all examples and independent edges run concurrently."""
         todo = [t for t in traces if not (self.skip_perfect and t.score is not None and t.score >= 1.0)]  # unscored: not known perfect
-        per_example = await asyncio.gather(*(self._example(t, params, engine) for t in todo))
+        with old_objects_frozen():
+            per_example = await asyncio.gather(*(self._example(t, params, engine) for t in todo))
         result = CreditResult(strategy=self.name, kind=self.kind, scores={t.example_id: t.score for t in traces},
                               details={"skipped_examples": [t.example_id for t in traces if t not in todo],
                                        "example_context": {t.example_id: example_context(t) for t in todo}})
@@ -70,6 +97,7 @@ class Backprop:
         if trace.output.id not in sub.g:
             return {}
         tasks: dict[str, asyncio.Future] = {}
+        successors_of = sub.successor_map()  # once per example: no adjacency lookup per node
 
         def node_feedback(var: Variable) -> Awaitable[str]:
             if var.id not in tasks:
@@ -79,7 +107,7 @@ class Backprop:
         async def compute(var: Variable) -> str:
             if var is trace.output:
                 return str(trace.loss.value)
-            successors = sub.successors(var)
+            successors = successors_of[var.id]
             texts = await asyncio.gather(*(self._edge(succ, var, node_feedback(succ), engine) for succ in successors))
             aggregated = aggregate([(f"{s.op.name} ({s.id})", t) for s, t in zip(successors, texts)])
             if not isinstance(var, Parameter):  # parameters are shared by all examples: their feedback is returned, not stored

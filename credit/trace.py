@@ -7,6 +7,7 @@ from credit import prompts
 from credit.backprop import render_value
 from textgrad_core.credit import TRACE, CreditResult, ExampleTrace, score_text
 from textgrad_core.engines import Engine
+from textgrad_core.graph import Graph
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, approx_tokens, shared_cap
 from textgrad_core.optimizers.kinds import render_value as render_parameter_value
 from textgrad_core.variable import OpRecord, Parameter, Variable
@@ -49,7 +50,8 @@ class TracePropagation:
 
     async def assign(self, traces: list[ExampleTrace], params: list[Parameter], engine: Engine) -> CreditResult:
         """The serialized trace of the whole minibatch, with every example's score."""
-        sections = [self.section(t, params) for t in traces]
+        paths = [self.path(t, params) for t in traces]  # cut once: a second, capped pass reuses them
+        sections = [self.section(t, params, path=path) for t, path in zip(traces, paths)]
         text, cap = self.render(sections), None
         if self.prompt_token_budget is not None and approx_tokens(text) > self.prompt_token_budget:
             lengths = [n for s in sections for n in s.value_lengths]
@@ -58,7 +60,7 @@ class TracePropagation:
             cap = shared_cap(lengths, room)
             if cap is not None:
                 cap = min(cap, self.value_limit) if self.value_limit is not None else cap
-                sections = [self.section(t, params, cap) for t in traces]
+                sections = [self.section(t, params, cap, path=path) for t, path in zip(traces, paths)]
                 text = self.render(sections)
         return CreditResult(strategy=self.name, kind=self.kind, trace=text,
                             scores={t.example_id: t.score for t in traces},
@@ -68,9 +70,19 @@ class TracePropagation:
                                      "parameter_blocks": self.parameter_blocks(sections)})
 
     # ---- serialization ----------------------------------------------------------------------------------------
-    def section(self, trace: ExampleTrace, params: list[Parameter], cap: int | None = None) -> ExampleSection:
-        """The block of one example: its minimal subgraph in topological order, then its feedback and score."""
+    @staticmethod
+    def path(trace: ExampleTrace, params: list[Parameter]) -> tuple[Graph, list[Variable]]:
+        """The example's minimal subgraph and its topological order (what `section` serializes)."""
         sub = trace.graph.minimal_subgraph(trace.output, params)
+        return sub, sub.topological_order()
+
+    def section(self, trace: ExampleTrace, params: list[Parameter], cap: int | None = None,
+                path: tuple[Graph, list[Variable]] | None = None) -> ExampleSection:
+        """The block of one example: its minimal subgraph in topological order, then its feedback and score.
+
+        `path` is `self.path(trace, params)` when the caller already has it (serializing twice cuts once).
+        """
+        sub, order = path if path is not None else self.path(trace, params)
         section = ExampleSection(trace.example_id, "")
         lines: list[str] = []
         limit = self.value_limit if cap is None else cap
@@ -87,7 +99,7 @@ class TracePropagation:
         else:
             section.parameters = [p for p in params if p.id in sub.g]
             declared = {p.id for p in section.parameters}
-            for var in sub.topological_order():
+            for var in order:
                 if var.id in declared:
                     continue
                 if var.op is None:  # defensive: only parameters are sources of the minimal subgraph

@@ -1,6 +1,7 @@
 """The recorded computation graph of one forward pass, over networkx, with JSON, DOT and Mermaid export."""
 from __future__ import annotations
 
+import heapq
 import json
 from typing import Any, Iterable
 
@@ -115,22 +116,61 @@ class Graph:
         return [v for v in self.variables if isinstance(v, Parameter)]
 
     def topological_order(self) -> list[Variable]:
-        """Inputs before the ops that use them (deterministic for a given recording)."""
-        return [self.var(n) for n in nx.lexicographical_topological_sort(self.g, key=_order_key(self.g))]
+        """Inputs before the ops that use them (deterministic for a given recording).
+
+        Kahn's algorithm with a heap on the padded id (ties, which distinct ids never produce, by insertion order):
+        the same order as networkx's lexicographical_topological_sort with that key, in O((V + E) log V).
+        """
+        g = self.g
+        pred, succ, nodes = g._pred, g._succ, g._node  # the raw adjacency dicts: no view object per lookup
+        pending = {n: len(pred[n]) for n in pred}
+        position = {n: i for i, n in enumerate(nodes)}
+        ready = [(_order_key(n), position[n], n) for n, k in pending.items() if k == 0]
+        heapq.heapify(ready)
+        order: list[Variable] = []
+        while ready:
+            node = heapq.heappop(ready)[2]
+            order.append(nodes[node]["var"])
+            for nxt in succ[node]:
+                pending[nxt] -= 1
+                if pending[nxt] == 0:
+                    heapq.heappush(ready, (_order_key(nxt), position[nxt], nxt))
+        if len(order) != len(pending):
+            raise ConfigError("The recorded graph has a cycle: an op's output was fed back as its own input; "
+                              "record each value once (create a new Variable per step).")
+        return order
 
     def successors(self, var: Variable) -> list[Variable]:
+        """The outputs of the ops that read `var`, in the order they were recorded."""
         return [self.var(n) for n in self.g.successors(var.id)]
 
+    def successor_map(self) -> dict[str, list[Variable]]:
+        """Every node's successors at once (id -> variables, recorded order): one pass instead of a lookup per node."""
+        nodes = self.g._node
+        return {n: [nodes[s]["var"] for s in after] for n, after in self.g._succ.items()}
+
+    def depends_on(self, var: Variable) -> set[str]:
+        """Ids of `var` and of every variable it depends on (one backward walk; empty when `var` is not here)."""
+        return _reach(self.g._pred, [var.id]) if var.id in self.g else set()
+
     def minimal_subgraph(self, output: Variable, params: Iterable[Variable] | None = None) -> "Graph":
-        """Nodes on some path from a trainable parameter to `output`: what credit must flow through."""
-        sources = [p.id for p in (params if params is not None else self.parameters()) if p.id in self.g]
-        upstream = nx.ancestors(self.g, output.id) | {output.id}
-        keep: set[str] = set()
-        for s in sources:
-            if s in upstream:
-                keep |= (nx.descendants(self.g, s) | {s}) & upstream
+        """Nodes on some path from a trainable parameter to `output`: what credit must flow through.
+
+        Linear in the graph: one backward walk from the output, then one forward walk from all the parameters at once
+        (a multi-source search) that never leaves what the output depends on. Nothing a node outside that set reaches
+        can be upstream of the output, so pruning there loses no path. Nodes and each node's successors keep the
+        recorded order. An output that is not in the graph gives an empty graph.
+        """
         sub = Graph()
-        sub.g = self.g.subgraph(keep).copy()
+        upstream = self.depends_on(output)
+        if not upstream:
+            return sub
+        sources = [p.id for p in (params if params is not None else self.parameters()) if p.id in upstream]
+        keep = _reach(self.g._succ, sources, within=upstream)
+        nodes, succ = self.g._node, self.g._succ
+        kept = [n for n in nodes if n in keep]
+        sub.g.add_nodes_from((n, nodes[n]) for n in kept)
+        sub.g.add_edges_from((n, s) for n in kept for s in succ[n] if s in keep)
         return sub
 
     # ---- export -------------------------------------------------------------------------
@@ -198,10 +238,21 @@ class Graph:
         return "\n".join(lines)
 
 
-def _order_key(g: nx.DiGraph):
-    def key(node_id: str) -> str:
-        return node_id.rjust(12, "0")
-    return key
+def _order_key(node_id: str) -> str:
+    """Ids padded so that v9 sorts before v10."""
+    return node_id.rjust(12, "0")
+
+
+def _reach(adjacency: dict[str, Any], starts: Iterable[str], within: set[str] | None = None) -> set[str]:
+    """`starts` and every node reachable from them along `adjacency` (staying inside `within`, when given)."""
+    seen = set(starts)
+    stack = list(seen)
+    while stack:
+        for nxt in adjacency[stack.pop()]:
+            if nxt not in seen and (within is None or nxt in within):
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
 
 
 def _jsonable(value: Any) -> Any:
