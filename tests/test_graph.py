@@ -104,3 +104,63 @@ def test_sync_op_inside_running_event_loop():
         return LLMCall(engine, "sys")("hello")  # the sync API, called where a loop is already running
 
     assert asyncio.run(notebook_cell()).value == "fine"
+
+
+def _fields(p: Parameter) -> dict:
+    """Every field of a parameter that a rebuilt one must equal (validators by kind and settings; a function has no
+    JSON form, so it is compared apart)."""
+    return {"value": p.value, "role": p.role, "name": p.name, "kind": p.kind, "constraints": p.constraints,
+            "choices": p.choices, "allowed_ids": p.allowed_ids, "pool": p.pool, "feedback": p.feedback,
+            "history": [(h.version, h.value, h.step, h.reason, h.ts) for h in p.history],
+            "validators": [(type(v).__name__, v.name, v.describe(p)) for v in p.validators
+                           if type(v).__name__ != "FunctionValidator"]}
+
+
+def no_todo(value):
+    """Must not contain TODO."""
+    return "contains TODO" if "TODO" in str(value) else None
+
+
+def test_json_saves_and_restores_every_parameter_field_of_every_kind():
+    pool = [{"id": "t1", "input": "2+2", "output": "4"}, {"id": "t2", "input": "3+3", "output": "6"}]
+    params = [
+        Parameter(value="Answer briefly.", role="instruction", name="instr", constraints=["one sentence"],
+                  validators=[{"pattern": "brief", "description": "it must say brief"}, {"max_length": 400}, no_todo]),
+        Parameter(value="def f(x):\n    return x\n", role="code", name="code", kind="code", validators=[{"defines": "f"}]),
+        Parameter(value=0.5, role="temperature", name="temp", kind="number", validators=[{"range": [0, 1], "integer": False}]),
+        Parameter(value="small", role="model", name="model", kind="choice", choices=["small", "large", 3]),
+        Parameter(value=[pool[0]], role="demos", name="demos", kind="demos", pool=pool),
+        Parameter(value=[], role="fixed demos", name="fixed", kind="demos", allowed_ids=["t1", "t9"]),
+    ]
+    params[0].update("Answer briefly and exactly.", step=1)
+    params[0].revert_to(0, step=2)
+    params[3].update("large", step=1)
+    with Tape("ex7") as tape:
+        out = join(*[Variable(str(p.value), role=f"use of {p.name}") for p in params], Variable("q", role="question"))
+    for p in params:  # make each parameter an input of the graph
+        out.op.inputs.append((p.name, p))
+    g = Graph(tape.variables + params + [out])
+    data = json.loads(json.dumps(g.to_json()))
+    again = Graph.from_json(data)
+    assert again.to_json() == data
+    for p in params:
+        restored = again.var(p.id)
+        assert isinstance(restored, Parameter) and restored is not p
+        assert _fields(restored) == _fields(p), p.name
+    # the function validator has no JSON form: it is named, not silently dropped
+    node = next(n for n in data["nodes"] if n["id"] == "instr")
+    assert node["unsaved_validators"] == ["FunctionValidator(no_todo)"]
+    assert again.var("instr").rejection("brief " + "x" * 500).validator == "max_length"
+    assert again.var("instr").rejection("TODO brief") is None  # the check that could not be saved is not there
+    assert again.var("demos").rejection([{"id": "v1", "input": "a", "output": "b"}]).validator == "demos"
+    assert again.var("model").rejection("medium").validator == "choice"
+    assert again.var(out.id).example_id == "ex7"
+
+
+def test_from_json_of_something_else_is_one_config_error():
+    import pytest
+    from textgrad_core.errors import ConfigError
+
+    for bad in ("not json", {"nodes": [{"id": "v0"}]}, {"format": "x"}):
+        with pytest.raises(ConfigError, match="Graph.to_json"):
+            Graph.from_json(bad)

@@ -7,8 +7,9 @@ from typing import Any, Iterable
 
 import networkx as nx
 
+from textgrad_core import validators as _validators
 from textgrad_core.errors import ConfigError
-from textgrad_core.variable import OpRecord, Parameter, Variable
+from textgrad_core.variable import OpRecord, Parameter, ParameterVersion, Variable
 
 
 def post_order(root: Variable) -> list[Variable]:
@@ -175,14 +176,22 @@ class Graph:
 
     # ---- export -------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready description from which `from_json` rebuilds an equal graph."""
+        """A JSON-ready description from which `from_json` rebuilds an equal graph (every Parameter field included).
+
+        A parameter's own validators are saved as their config dicts ({"max_length": N}, {"pattern": ...},
+        {"range": [...]}, {"defines": ...}); one that has no config form (a function, a custom class) cannot be
+        written as JSON: its name is listed under `unsaved_validators` and the rebuilt parameter lacks that check.
+        The kind's default validators are not saved: the rebuilt parameter derives them again from its kind.
+        """
         nodes = []
         for v in self.topological_order():
             node: dict[str, Any] = {"id": v.id, "role": v.role, "value": _jsonable(v.value),
                                     "requires_grad": v.requires_grad, "feedback": list(v.feedback), "score": v.score,
                                     "type": type(v).__name__}
+            if v.example_id is not None:
+                node["example_id"] = v.example_id
             if isinstance(v, Parameter):
-                node.update(name=v.name, kind=v.kind, constraints=list(v.constraints))
+                node.update(_parameter_fields(v))
             if v.op is not None:
                 node["op"] = {"name": v.op.name, "kind": v.op.kind, "inputs": [[f, i.id] for f, i in v.op.inputs],
                               "description": v.op.description, "source": v.op.source, "prompt": v.op.prompt,
@@ -192,27 +201,14 @@ class Graph:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | str) -> "Graph":
-        """Rebuild a graph written by `to_json`."""
-        if isinstance(data, str):
-            data = json.loads(data)
-        built: dict[str, Variable] = {}
-        for node in data["nodes"]:  # topological order: inputs are built first
-            op = None
-            if node.get("op"):
-                o = node["op"]
-                op = OpRecord(name=o["name"], kind=o["kind"], inputs=[(f, built[i]) for f, i in o["inputs"]],
-                              description=o.get("description", ""), source=o.get("source"), prompt=o.get("prompt"),
-                              template=o.get("template"), error=o.get("error"))
-            if node.get("type") == "Parameter":
-                var: Variable = Parameter(value=node["value"], role=node["role"], name=node["name"], kind=node["kind"],
-                                          constraints=node.get("constraints", []))
-            else:
-                var = Variable(value=node["value"], role=node["role"], requires_grad=node["requires_grad"], op=op)
-                var.id = node["id"]
-            var.feedback = list(node.get("feedback", []))
-            var.score = node.get("score")
-            built[node["id"]] = var
-        return cls(built.values())
+        """Rebuild a graph written by `to_json`; data of another shape is one ConfigError."""
+        try:
+            if isinstance(data, str):
+                data = json.loads(data)
+            return cls(_rebuild(data["nodes"]).values())
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"Not a graph written by Graph.to_json ({type(exc).__name__}: {exc}); pass the dict "
+                              "to_json returned, or its JSON text.") from None
 
     def to_dot(self) -> str:
         """Graphviz DOT text."""
@@ -253,6 +249,62 @@ def _reach(adjacency: dict[str, Any], starts: Iterable[str], within: set[str] | 
                 seen.add(nxt)
                 stack.append(nxt)
     return seen
+
+
+def _parameter_fields(p: Parameter) -> dict[str, Any]:
+    """Every field of a Parameter beyond a Variable's, as JSON (see Graph.to_json for validators)."""
+    declared = p.validators[len(_validators.default_validators(p.kind, p.choices, p.allowed_ids)):]
+    configs = [_validator_config(v) for v in declared]
+    unsaved = [f"{type(v).__name__}({v.name})" for v, c in zip(declared, configs) if c is None]
+    return {"name": p.name, "kind": p.kind, "constraints": list(p.constraints),
+            "choices": _jsonable(p.choices), "allowed_ids": _jsonable(p.allowed_ids), "pool": _jsonable(p.pool),
+            "validators": [c for c in configs if c is not None],
+            "unsaved_validators": unsaved + list(getattr(p, "unsaved_validators", [])),
+            "history": [{"version": h.version, "value": _jsonable(h.value), "step": h.step, "reason": h.reason,
+                         "ts": h.ts} for h in p.history]}
+
+
+def _validator_config(v: Any) -> dict[str, Any] | None:
+    """The config dict `validators.from_config` turns back into an equal validator; None when there is none."""
+    kind = type(v)
+    if kind is _validators.MaxLength:
+        return {"max_length": v.chars, "factor": v.factor, "slack": v.slack}
+    if kind is _validators.Pattern:
+        return {"pattern": v.regex.pattern, "description": v.description}
+    if kind is _validators.NumberRange:
+        return {"range": [v.low, v.high], "integer": v.integer}
+    if kind is _validators.Compiles:
+        return {"defines": v.function, "max_chars": v.max_chars}
+    return None
+
+
+def _rebuild(nodes: list[dict[str, Any]]) -> dict[str, Variable]:
+    """Variables from `to_json` nodes (in topological order, so every input is built before its op's output)."""
+    built: dict[str, Variable] = {}
+    for node in nodes:
+        op = None
+        if node.get("op"):
+            o = node["op"]
+            op = OpRecord(name=o["name"], kind=o["kind"], inputs=[(f, built[i]) for f, i in o["inputs"]],
+                          description=o.get("description", ""), source=o.get("source"), prompt=o.get("prompt"),
+                          template=o.get("template"), error=o.get("error"))
+        if node.get("type") == "Parameter":
+            history = [ParameterVersion(h["version"], h["value"], h["step"], h["reason"], h["ts"])
+                       for h in node.get("history", [])]
+            var: Variable = Parameter(value=node["value"], role=node["role"], name=node["name"], kind=node["kind"],
+                                      constraints=list(node.get("constraints", [])), choices=node.get("choices"),
+                                      allowed_ids=node.get("allowed_ids"), pool=node.get("pool"),
+                                      validators=list(node.get("validators", [])), history=history)
+            if node.get("unsaved_validators"):  # carried, so that writing the rebuilt graph still says so
+                var.unsaved_validators = list(node["unsaved_validators"])
+        else:
+            var = Variable(value=node["value"], role=node["role"], requires_grad=node["requires_grad"], op=op)
+            var.id = node["id"]
+        var.feedback = list(node.get("feedback", []))
+        var.score = node.get("score")
+        var.example_id = node.get("example_id")
+        built[node["id"]] = var
+    return built
 
 
 def _jsonable(value: Any) -> Any:
