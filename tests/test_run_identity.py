@@ -87,3 +87,24 @@ def test_the_listing_shows_each_run_with_its_status(tmp_path):
     assert lines[0].split()[:2] == ["status", "run"] and len(lines) == 3
     assert sorted(line.split()[0] for line in lines[1:]) == ["completed", "stopped"]
     assert all("(SIMULATION)" in line for line in lines[1:])
+
+
+def test_call_records_join_with_steps_feedback_and_parameter_versions(tmp_path):
+    proc = run_cli(tmp_path, f"run_dir={tmp_path / 'run'}", "trainer.max_steps=2", *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "run"
+    calls = {c["request_id"]: c for c in records(run / "calls.jsonl")}
+    run_id = json.loads((run / "run.json").read_text())["run_id"]
+    assert all(c["run_id"] == run_id and c["phase"] for c in calls.values())
+    assert {c["split"] for c in calls.values() if c["phase"] == "test"} == {"test"}
+    assert {c["split"] for c in calls.values() if c["phase"] == "forward"} == {"train"}
+    assert all(c["example_id"] for c in calls.values() if c["phase"] in ("forward", "validation", "test"))
+    gradients = records(run / "gradients.jsonl")
+    assert gradients and all(g["credit_call_ids"] for g in gradients)
+    for g in gradients:
+        assert {(calls[i]["phase"], calls[i]["step"]) for i in g["credit_call_ids"]} == {("credit", g["step"])}
+    updates = [v for v in records(run / "parameters.jsonl") if v["reason"].startswith("tgd")]
+    assert updates and all(v["call_ids"] for v in updates)
+    for v in updates:
+        assert all(calls[i]["phase"] == "optimizer" and calls[i]["step"] == v["step"] and
+                   calls[i]["tag"].endswith(":instruction") for i in v["call_ids"])

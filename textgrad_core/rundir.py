@@ -123,9 +123,10 @@ class RunDir:
     def metric(self, record: dict[str, Any]) -> None:
         self.metrics.write(record)
 
-    def parameter_version(self, param: Parameter, entry: ParameterVersion) -> None:
+    def parameter_version(self, param: Parameter, entry: ParameterVersion, call_ids: list[str] = ()) -> None:
+        """One parameter version, with the request ids of the optimizer calls that produced it (if any)."""
         self.parameters.write({"param": param.id, "version": entry.version, "step": entry.step, "reason": entry.reason,
-                               "value": entry.value, "simulated": self.simulated})
+                               "value": entry.value, "simulated": self.simulated, "call_ids": list(call_ids)})
 
     def checkpoint(self, state: dict[str, Any]) -> None:
         write_json_atomic(self.path / "checkpoint.json", state)

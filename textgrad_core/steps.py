@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from textgrad_core.credit import CreditAssigner, CreditResult, ExampleTrace, canonical_traces
 from textgrad_core.engines import EngineSet
+from textgrad_core.engines.context import collect_calls
 from textgrad_core.errors import ProviderError
 from textgrad_core.optimizers.base import Optimizer, UpdateEvent
 from textgrad_core.phases import PhaseClock
@@ -33,9 +34,9 @@ class RunRecorder:
     def events(self) -> JsonlLog | None:
         return self.run.events if self.run else None
 
-    def version(self, param: Parameter, entry: ParameterVersion) -> None:
+    def version(self, param: Parameter, entry: ParameterVersion, call_ids: list[str] = ()) -> None:
         if self.run:
-            self.run.parameter_version(param, entry)
+            self.run.parameter_version(param, entry, list(call_ids))
 
     def event(self, record: dict[str, Any]) -> None:
         if self.run:
@@ -46,16 +47,26 @@ class RunRecorder:
         if self.run:
             self.run.graphs.write({"step": step, "example_id": trace.example_id, "graph": trace.graph.to_json()})
 
-    def credit(self, step: int, credit: CreditResult) -> None:
-        """Every feedback item of a step (and the serialized trace of trace strategies)."""
+    def credit(self, step: int, credit: CreditResult, call_ids: list[str] = ()) -> None:
+        """Every feedback item of a step (and the serialized trace of trace strategies), with the request ids of
+        the step's credit calls (join with calls.jsonl)."""
         if not self.run:
             return
+        ids = list(call_ids)
         for pid, items in credit.feedback.items():
             for item in items:
                 self.run.gradients.write({"step": step, "param": pid, "example": item.example_id, "feedback": item.text,
-                                          "strategy": credit.strategy})
+                                          "strategy": credit.strategy, "credit_call_ids": ids})
         if credit.trace is not None:
-            self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy})
+            self.run.gradients.write({"step": step, "param": "*", "trace": credit.trace, "strategy": credit.strategy,
+                                      "credit_call_ids": ids})
+
+
+def optimizer_calls_for(param_id: str, calls: list[dict[str, Any]]) -> list[str]:
+    """The request ids of the optimizer calls behind a parameter's new value: those tagged with its id
+    (per-parameter optimizers), else every optimizer call of the step (a joint update)."""
+    own = [c["request_id"] for c in calls if c["ok"] and c["tag"].endswith(f":{param_id}")]
+    return own or [c["request_id"] for c in calls if c["ok"]]
 
 
 @dataclass
@@ -84,9 +95,9 @@ class StepContext:
         traces = [r.trace for r in rollouts if r.trace is not None]
         if only_errors and all(t.loss.score is not None and t.loss.score >= 1.0 for t in traces):
             return summarize(rollouts, "train"), None
-        with self.phase("credit", step=step, split="train"):
+        with self.phase("credit", step=step, split="train"), collect_calls() as calls:
             credit = await self._assign(traces, step)
-        self.log.credit(step, credit)
+        self.log.credit(step, credit, [c["request_id"] for c in calls if c["ok"]])
         return summarize(rollouts, "train"), credit
 
     async def _assign(self, traces: list[ExampleTrace], step: int) -> CreditResult:
@@ -127,7 +138,7 @@ class StepContext:
         """The optimizer's step; a provider failure leaves every parameter as it was (and is an event)."""
         before = self.params.versions()
         try:
-            with self.phase("optimizer", step=step):
+            with self.phase("optimizer", step=step), collect_calls() as calls:
                 updates = await self.optimizer.step(list(self.params), credit, self.engines["optimizer"], step,
                                                     events=self.log.events)
         except ProviderError as exc:
@@ -137,7 +148,7 @@ class StepContext:
         for p in self.params:
             for entry in p.history:
                 if entry.version > before[p.id]:
-                    self.log.version(p, entry)
+                    self.log.version(p, entry, optimizer_calls_for(p.id, calls))
         return updates
 
     async def validate(self, step: int, values: dict[str, Any] | None = None) -> EvalResult:

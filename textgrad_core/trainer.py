@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from textgrad_core import checkpoint as ckpt
 from textgrad_core.credit import CreditAssigner
 from textgrad_core.engines import EngineSet, LLMReply, Usage
+from textgrad_core.engines.context import call_context
 from textgrad_core.errors import BudgetExceeded, TextgradError
 from textgrad_core.optimizers.base import Optimizer
 from textgrad_core.phases import PHASES, PhaseClock  # noqa: F401  (PHASES re-exported)
@@ -159,6 +160,10 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------
     async def train(self) -> dict[str, Any]:
         """Run every remaining step, then evaluate on test; returns the summary (also written when there is a run)."""
+        with call_context(run_id=self.run.run_id if self.run else None):  # on every call record of the run
+            return await self._train()
+
+    async def _train(self) -> dict[str, Any]:
         start = time.perf_counter()
         stop: tuple[str, str] | None = None  # (status, reason)
         error = None

@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 from textgrad_core.engines.accounting import Ledger
 from textgrad_core.engines.cache import RequestCache
 from textgrad_core.engines.config import EngineConfig
-from textgrad_core.engines.context import current_call_context, new_request_id
+from textgrad_core.engines.context import current_call_context, new_request_id, report_call
 from textgrad_core.engines.limits import OVERLOAD_STATUS, Endpoint, RunBound
 from textgrad_core.engines.looplocal import LoopLocal
 from textgrad_core.engines.sync import run_sync
@@ -352,6 +352,9 @@ class Engine:
                            "provider": self.provider, "model": call.model, "tag": call.request.tag, **fields})
 
     def _log(self, call: _Call, reply: LLMReply | None = None, error: str | None = None) -> None:
+        report_call({"request_id": call.request_id, "tag": call.request.tag, "role": self.role,
+                     "phase": call.context.get("phase"), "example_id": call.context.get("example_id"),
+                     "ok": error is None})
         if self.call_log is None:
             return
         request = call.request

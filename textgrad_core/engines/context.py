@@ -44,3 +44,24 @@ def current_call_context() -> dict[str, Any]:
 def new_request_id() -> str:
     """A unique id for one engine call, to join its call record with its retry events."""
     return uuid.uuid4().hex
+
+
+_sinks: ContextVar[tuple[list, ...]] = ContextVar("textgrad_call_sinks", default=())
+
+
+@contextlib.contextmanager
+def collect_calls() -> Iterator[list[dict[str, Any]]]:
+    """Collect {request_id, tag, role, phase, example_id} of every call logged inside the block (nested blocks each
+    get them), so what a phase produced can name the calls that produced it."""
+    sink: list[dict[str, Any]] = []
+    token = _sinks.set((*_sinks.get(), sink))
+    try:
+        yield sink
+    finally:
+        _sinks.reset(token)
+
+
+def report_call(summary: dict[str, Any]) -> None:
+    """Hand one logged call to every collector active in this context."""
+    for sink in _sinks.get():
+        sink.append(summary)
