@@ -27,6 +27,7 @@ def full_mode(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{FULL_MARK}: part of the whole reliability suite only (not the fast slice)")
+    config.addinivalue_line("markers", "reliability_last: runs after every other test (it scans what they produced)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -62,6 +63,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not full_mode(session.config) or not _figures.data.get("mode"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    stats = {k: len(v) for k, v in (reporter.stats.items() if reporter else []) if k in ("passed", "failed", "error", "skipped")}
+    stats = {k: len(v) for k, v in (reporter.stats.items() if reporter else []) if k in ("passed", "failed", "error", "skipped", "xfailed")}
     _figures.data["session"] = {"exitstatus": int(exitstatus), **stats}
     _figures.save(Path(os.environ.get("RELIABILITY_FIGURES", FIGURES_PATH)))

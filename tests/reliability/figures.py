@@ -67,7 +67,7 @@ def _faults(f: dict) -> list[str]:
              r["calls_logged"], r["failed_calls"], r["versions"]] for r in runs]
     out += _table(["task", "credit", "optimizer", "status", *kinds, "calls logged", "failed calls", "versions"], rows)
     totals = {k: sum(r["faults"].get(k, 0) for r in runs) for k in kinds}
-    out += [f"Faults met: {sum(totals.values())} (" + ", ".join(f"{k} {v}" for k, v in totals.items()) + ")."]
+    out += [f"Faults met: {sum(totals.values())} (" + ", ".join(f"{k} {v}" for k, v in totals.items()) + ").", ""]
     out += _table(["what must be 0", "count"], [
         ["crashed runs (status other than completed, or an exception)", _sum(runs, "crashed")],
         ["corrupted parameters (a value no optimizer reply proposed)", _sum(runs, "corrupted")],
@@ -124,6 +124,9 @@ def _inputs(i: dict) -> list[str]:
     rows = [[g["name"], g["tried"], g["refused"], g["accepted"], g["tracebacks"]] for g in groups]
     out += _table(["inputs", "tried", "one clear error", "accepted (valid or repaired)", "tracebacks / other errors"], rows)
     out += [f"Inputs tried: {_sum(groups, 'tried')}; tracebacks: {_sum(groups, 'tracebacks')}.", ""]
+    if i.get("known_gaps"):
+        out += ["Open holes (a strict xfail test each, passing the day it is fixed; the fuzzers above keep nesting "
+                "shallower than this):", "", *[f"- {g}" for g in sorted(set(i["known_gaps"]))], ""]
     return out
 
 
@@ -140,6 +143,10 @@ def _secrets(s: dict) -> list[str]:
     out += _table(["scan", "key shapes", "files", "bytes", "other texts", "fragments found"], rows)
     out += [f"Secrets scanned: {_sum(scans, 'files')} files, {_sum(scans, 'bytes')} bytes; fragments found: "
             f"{_sum(scans, 'leaks')}.", ""]
+    gaps = sorted({g for found in s.get("known_gaps", []) for g in found})
+    if gaps:
+        out += ["Open holes found by these scans (the scan test fails on any other leak and is marked xfail while "
+                "only these remain; each needs a fix outside `tests/`):", "", *[f"- {g}" for g in gaps], ""]
     return out
 
 
@@ -162,7 +169,8 @@ def render(data: dict[str, Any]) -> str:
            "`.cache/reliability/figures.json`, and `tests/reliability/figures.py` renders them here. Do not edit it "
            "by hand; rerun `make reliability`. A fast slice of the same tests runs in every `make test`.", "",
            f"Suite result: {session.get('passed', 0)} passed, {session.get('failed', 0)} failed, "
-           f"{session.get('error', 0)} errors, {session.get('skipped', 0)} skipped (mode: {data.get('mode', '?')}).", "",
+           f"{session.get('error', 0)} errors, {session.get('skipped', 0)} skipped, {session.get('xfailed', 0)} xfailed "
+           f"(known holes, listed below; mode: {data.get('mode', '?')}).", "",
            "## Faults survived", "", *_faults(data.get("faults", {})),
            "## Kills survived", "", *_kills(data.get("kills", {})),
            "## Attacks held", "", *_attacks(data.get("attacks", {})),

@@ -16,9 +16,9 @@ ATTACK_FILES = ("test_sandbox.py", "test_sandbox_forged_code.py", "test_sandbox_
                 "test_parsers_fuzz.py", "test_validators.py", "test_bad_inputs.py")
 # A test's class, from its file and the words of its name (first match wins).
 SANDBOX_WORDS = (("forged code", ("forged", "guard", "marshal", "code_object", "codetype")),
+                 ("reads", ("read",)), ("writes", ("writ",)),
                  ("processes", ("fork", "process", "subprocess", "exec", "spawn")),
                  ("network", ("socket", "network", "connect")),
-                 ("reads", ("read",)), ("writes", ("writ",)),
                  ("ctypes, signals, threads", ("ctypes", "signal", "thread")),
                  ("environment", ("environment", "env")), ("escape hatches", ("escape", "hatch")),
                  ("resources (time, cpu, memory)", ("memory", "cpu", "loop", "timeout", "time")),

@@ -160,12 +160,17 @@ def test_fuzzed_data_lines_get_one_clear_line_naming_the_file_or_load(tmp_path_f
 @pytest.mark.xfail(strict=True, raises=RecursionError,
                    reason="textgrad_core/task.py read_jsonl: a deeply nested line raises RecursionError (needs a "
                           "DataError naming file and line); strict: passes the day it is fixed, then drop this mark")
-def test_a_deeply_nested_data_line_is_one_clear_error(tmp_path):
+def test_a_deeply_nested_data_line_is_one_clear_error(tmp_path, figures):
     train, test = _good_lines()
     (tmp_path / "train.jsonl").write_text("\n".join(train[:5] + ["[" * 5000] + train[5:]) + "\n", encoding="utf-8")
     (tmp_path / "test.jsonl").write_text("\n".join(test) + "\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="train.jsonl line 6"):
-        load_task({"name": "gsm8k", "data_dir": str(tmp_path), "n_train": 4, "n_val": 4}).checked_splits()
+    try:
+        with pytest.raises(ConfigError, match="train.jsonl line 6"):
+            load_task({"name": "gsm8k", "data_dir": str(tmp_path), "n_train": 4, "n_val": 4}).checked_splits()
+    except RecursionError:
+        figures.add("inputs", "known_gaps", "textgrad_core/task.py read_jsonl: a data line nested 5000 deep raises "
+                                            "RecursionError instead of a DataError naming the file and line")
+        raise
 
 
 def test_a_sample_of_bad_command_lines_fails_cleanly_on_the_real_cli(tmp_path):

@@ -12,7 +12,8 @@ from reliability.isolation import scan
 @pytest.mark.reliability_last
 def test_no_test_input_reaches_a_call_that_can_change_a_parameter(tmp_path_factory, figures):
     base = tmp_path_factory.getbasetemp()
-    logs = {p.parent for p in base.rglob("calls.jsonl") if (p.parent / "config.yaml").exists()}
+    # Real run directories only (run.json): the checkers' own fixtures plant a leak on purpose.
+    logs = {p.parent for p in base.rglob("calls.jsonl") if (p.parent / "run.json").exists()}
     logs |= {Path(d) for d in figures.data.get("isolation", {}).get("run_dirs", []) if (Path(d) / "calls.jsonl").exists()}
     results = [scan(d) for d in sorted(logs)]
     leaks = [leak for r in results for leak in r["leaks"]]
