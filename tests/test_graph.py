@@ -155,6 +155,9 @@ def test_json_saves_and_restores_every_parameter_field_of_every_kind():
     assert again.var("demos").rejection([{"id": "v1", "input": "a", "output": "b"}]).validator == "demos"
     assert again.var("model").rejection("medium").validator == "choice"
     assert again.var(out.id).example_id == "ex7"
+    short = g.to_json(history=False)  # a per-step log need not repeat every past version
+    assert all("history" not in n for n in short["nodes"]) and Graph.from_json(short).to_json(history=False) == short
+    assert Graph.from_json(short).var("instr").history[0].value == params[0].value
 
 
 def test_from_json_of_something_else_is_one_config_error():

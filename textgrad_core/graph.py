@@ -175,8 +175,11 @@ class Graph:
         return sub
 
     # ---- export -------------------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, history: bool = True) -> dict[str, Any]:
         """A JSON-ready description from which `from_json` rebuilds an equal graph (every Parameter field included).
+
+        `history=False` leaves out each parameter's version history (it grows with every step, so a per-step log
+        would repeat it); the rebuilt parameter then starts a history of its own at the saved value.
 
         A parameter's own validators are saved as their config dicts ({"max_length": N}, {"pattern": ...},
         {"range": [...]}, {"defines": ...}); one that has no config form (a function, a custom class) cannot be
@@ -191,7 +194,7 @@ class Graph:
             if v.example_id is not None:
                 node["example_id"] = v.example_id
             if isinstance(v, Parameter):
-                node.update(_parameter_fields(v))
+                node.update(_parameter_fields(v, history))
             if v.op is not None:
                 node["op"] = {"name": v.op.name, "kind": v.op.kind, "inputs": [[f, i.id] for f, i in v.op.inputs],
                               "description": v.op.description, "source": v.op.source, "prompt": v.op.prompt,
@@ -251,17 +254,19 @@ def _reach(adjacency: dict[str, Any], starts: Iterable[str], within: set[str] | 
     return seen
 
 
-def _parameter_fields(p: Parameter) -> dict[str, Any]:
+def _parameter_fields(p: Parameter, history: bool = True) -> dict[str, Any]:
     """Every field of a Parameter beyond a Variable's, as JSON (see Graph.to_json for validators)."""
     declared = p.validators[len(_validators.default_validators(p.kind, p.choices, p.allowed_ids)):]
     configs = [_validator_config(v) for v in declared]
     unsaved = [f"{type(v).__name__}({v.name})" for v, c in zip(declared, configs) if c is None]
-    return {"name": p.name, "kind": p.kind, "constraints": list(p.constraints),
-            "choices": _jsonable(p.choices), "allowed_ids": _jsonable(p.allowed_ids), "pool": _jsonable(p.pool),
-            "validators": [c for c in configs if c is not None],
-            "unsaved_validators": unsaved + list(getattr(p, "unsaved_validators", [])),
-            "history": [{"version": h.version, "value": _jsonable(h.value), "step": h.step, "reason": h.reason,
-                         "ts": h.ts} for h in p.history]}
+    fields = {"name": p.name, "kind": p.kind, "constraints": list(p.constraints),
+              "choices": _jsonable(p.choices), "allowed_ids": _jsonable(p.allowed_ids), "pool": _jsonable(p.pool),
+              "validators": [c for c in configs if c is not None],
+              "unsaved_validators": unsaved + list(getattr(p, "unsaved_validators", []))}
+    if history:
+        fields["history"] = [{"version": h.version, "value": _jsonable(h.value), "step": h.step, "reason": h.reason,
+                              "ts": h.ts} for h in p.history]
+    return fields
 
 
 def _validator_config(v: Any) -> dict[str, Any] | None:
