@@ -18,6 +18,9 @@ from textgrad_core.task import Example, Splits, Task
 from textgrad_core.trainer import Trainer, TrainerConfig
 from textgrad_core.variable import Parameter
 
+from runs_cli import records
+from test_sim_check import LanguageTask
+
 
 class EchoTask(Task):
     """Example i passes when the instruction holds its keyword; `loss()` is overridden, so no metric() is defined."""
@@ -154,3 +157,15 @@ def test_a_run_whose_every_call_fails_stops_at_once_and_says_why(tmp_path):
     summary = asyncio.run(t.train())
     assert summary["status"] == "stopped" and "4 of 4 example passes failed" in summary["stop_reason"]
     assert summary["steps"] == 0 and summary["val"]["initial"] is None
+
+
+def test_a_simulated_run_whose_parser_never_reads_the_simulator_warns_at_once(tmp_path):
+    task = LanguageTask()  # reads 'Language:'; the simulator answers 'Answer: ...'
+    splits = task.load_splits()
+    run = RunDir(tmp_path / "run", simulated=True)
+    engines = EngineSet({"forward": {"provider": "sim", "model": "sim-1", "cache": {"enabled": False}}},
+                        sim_world=task.sim_world(splits), call_log=run.calls, events=run.events)
+    t = Trainer(task, engines, Scores(), TGD(), TrainerConfig(max_steps=0, progress=False), run=run, splits=splits)
+    asyncio.run(t.train())
+    events = [e for e in records(tmp_path / "run" / "events.jsonl") if e["kind"] == "sim_answer_format"]
+    assert len(events) == 1 and "Answer:" in events[0]["warning"]

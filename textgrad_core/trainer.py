@@ -7,6 +7,7 @@ The trainer owns the loop and the run's bookkeeping; what a step does belongs to
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from typing import Any, Callable, Literal
@@ -17,6 +18,8 @@ from textgrad_core import checkpoint as ckpt
 from textgrad_core.credit import CreditAssigner
 from textgrad_core.engines import EngineSet, LLMReply, Usage
 from textgrad_core.engines.context import call_context
+from textgrad_core.engines.sim import SIM_NOTICE
+from textgrad_core.engines.sim_check import sim_answer_check
 from textgrad_core.errors import BudgetExceeded, TextgradError
 from textgrad_core.optimizers.base import Optimizer
 from textgrad_core.phases import PHASES, PhaseClock  # noqa: F401  (PHASES re-exported)
@@ -26,8 +29,6 @@ from textgrad_core.steps import PlainStep, RunRecorder, StepContext, StepPolicy
 from textgrad_core.task import Example, Splits, Task
 from textgrad_core.variable import ParameterSet
 
-SIM_NOTICE = ("SIMULATION: scores come from the offline simulator engine, a test and demo device; "
-              "they are not LLM results.")
 
 
 class TrainerConfig(BaseModel):
@@ -219,6 +220,12 @@ class Trainer:
                 self.log.version(p, p.history[0])
         with self.clock.phase("validation", step=0, split="val"):
             self.initial = await self.rollouts.evaluate(self.val_examples(), "val")
+        if self.engines.simulated and self.initial.scores and self.initial.score == 0.0:
+            # A parser that never reads the simulator's answers scores 0.000 without a word: say so at once.
+            warning = await sim_answer_check(self.task, self.splits, self.engines)
+            if warning:
+                logging.getLogger(__name__).warning(warning)
+                self.log.event({"kind": "sim_answer_format", "warning": warning})
         self.policy.start(self.context(), self.initial)
         self._emit({"step": 0, "val_score": round(self.initial.score, 4), "best_val": round(self.initial.score, 4),
                     "decision": "initial", "n_val_scored": self.initial.n, "n_failed": len(self.initial.failed),
