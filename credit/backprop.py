@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import gc
 import threading
-from typing import Awaitable, Iterator
+from typing import Iterator
 
 from credit import prompts
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ExampleTrace, ParameterFeedback
@@ -93,34 +93,67 @@ class Backprop:
         return result
 
     async def _example(self, trace: ExampleTrace, params: list[Parameter], engine: Engine) -> dict[str, str]:
+        """Feedback for each parameter of one example: each edge's call starts the moment its op's output has feedback.
+
+        Bookkeeping is one task per edge and nothing per node: when a node's feedback is known, a call starts for
+        each input of the op that produced it (in input order); when the last call from a node's successors returns,
+        their texts are aggregated in successor order and become that node's feedback. Nothing waits that could run,
+        so the chain of dependent calls is the critical path, and no task sits parked waiting for another's result.
+        """
         sub = trace.graph.minimal_subgraph(trace.output, params)
-        if trace.output.id not in sub.g:
-            return {}
-        tasks: dict[str, asyncio.Future] = {}
-        successors_of = sub.successor_map()  # once per example: no adjacency lookup per node
-
-        def node_feedback(var: Variable) -> Awaitable[str]:
-            if var.id not in tasks:
-                tasks[var.id] = asyncio.ensure_future(compute(var))
-            return tasks[var.id]
-
-        async def compute(var: Variable) -> str:
-            if var is trace.output:
-                return str(trace.loss.value)
-            successors = successors_of[var.id]
-            texts = await asyncio.gather(*(self._edge(succ, var, node_feedback(succ), engine) for succ in successors))
-            aggregated = aggregate([(f"{s.op.name} ({s.id})", t) for s, t in zip(successors, texts)])
-            if not isinstance(var, Parameter):  # parameters are shared by all examples: their feedback is returned, not stored
-                var.feedback.append(aggregated)
-            return aggregated
-
         wanted = [p for p in params if p.id in sub.g]
-        texts = await asyncio.gather(*(node_feedback(p) for p in wanted))
-        return {p.id: t for p, t in zip(wanted, texts)}
+        if trace.output.id not in sub.g or not wanted:
+            return {}
+        loop = asyncio.get_running_loop()
+        variables = {n: attrs["var"] for n, attrs in sub.g.nodes.items()}
+        inputs_of = {n: list(before) for n, before in sub.g.pred.items()}  # adjacency once per example
+        successors_of = {n: list(after) for n, after in sub.g.succ.items()}
+        received: dict[str, dict[str, str]] = {n: {} for n in successors_of}  # node -> successor id -> edge feedback
+        found: dict[str, str] = {}
+        done = loop.create_future()
+        running: set[asyncio.Task] = set()
 
-    async def _edge(self, op_output: Variable, target: Variable, output_feedback: Awaitable[str], engine: Engine) -> str:
-        """One call: feedback for `target` from the op that produced `op_output`, once that output's feedback is known."""
-        feedback = await output_feedback
+        def feedback_known(node: str, text: str) -> None:
+            var = variables[node]
+            if isinstance(var, Parameter):  # shared by all examples: its feedback is returned, not stored
+                found[node] = text
+                if len(found) == len(wanted):
+                    done.set_result(None)
+            elif var is not trace.output:
+                var.feedback.append(text)
+            for target in inputs_of[node]:
+                task = loop.create_task(self._edge(var, variables[target], text, engine))
+                running.add(task)
+                task.add_done_callback(lambda task, target=target, node=node: edge_returned(task, target, node))
+
+        def edge_returned(task: asyncio.Task, target: str, node: str) -> None:
+            running.discard(task)
+            if done.done():
+                if not task.cancelled():
+                    task.exception()  # retrieved: the example already failed or finished, nothing is lost
+                return
+            if task.cancelled():
+                done.cancel()
+                return
+            if task.exception() is not None:  # a failed call (budget, provider) fails the example, as it always did
+                done.set_exception(task.exception())
+                return
+            texts = received[target]
+            texts[node] = task.result()
+            if len(texts) == len(successors_of[target]):
+                feedback_known(target, aggregate([(f"{variables[s].op.name} ({s})", texts[s])
+                                                  for s in successors_of[target]]))
+
+        feedback_known(trace.output.id, str(trace.loss.value))
+        try:
+            await done
+        finally:
+            for task in running:  # a failure or cancellation stops the calls still in flight
+                task.cancel()
+        return {p.id: found[p.id] for p in wanted}
+
+    async def _edge(self, op_output: Variable, target: Variable, feedback: str, engine: Engine) -> str:
+        """One call: feedback for `target` from the op that produced `op_output`, given the feedback on that output."""
         request = LLMRequest.chat(self.edge_prompt(op_output, target, feedback), system=prompts.BACKPROP_SYSTEM,
                                   max_tokens=self.max_tokens, tag=f"credit:{self.name}:{op_output.op.name}")
         return (await engine.acomplete(request)).text
