@@ -44,16 +44,32 @@ def _flat(cfg, prefix=""):
             yield path
 
 
-@functools.lru_cache(maxsize=1)
+_OPEN: list[validate_hydra.Session] = []
+_KEYS: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hydra_session():
+    """One Hydra session for every example of this module, closed after it (GlobalHydra must not leak out)."""
+    with validate_hydra.Session() as session:
+        _OPEN.append(session)
+        try:
+            yield session
+        finally:
+            _OPEN.clear()
+            _KEYS.clear()
+
+
 def _session() -> validate_hydra.Session:
-    session = validate_hydra.Session().__enter__()  # one Hydra session for every example (kept for the process)
-    return session
+    assert _OPEN, "the module's Hydra session is not open"
+    return _OPEN[0]
 
 
-@functools.lru_cache(maxsize=1)
 def _keys() -> list[str]:
-    plain, _ = _session().compose([])
-    return sorted(k for k in _flat(plain) if not k.startswith(("hydra", "pricing")))
+    if not _KEYS:
+        plain, _ = _session().compose([])
+        _KEYS.extend(sorted(k for k in _flat(plain) if not k.startswith(("hydra", "pricing"))))
+    return _KEYS
 
 
 def check_command_line(argv: list[str]) -> str | None:
