@@ -277,6 +277,7 @@ class Trainer:
             "error": error,
             "run_id": self.run.run_id if self.run else None,
             "task": self.task.name,
+            "task_info": self.task.info(),  # the protocol (scorer, prompts, format) the scores were computed under
             "simulated": self.engines.simulated,
             "notice": SIM_NOTICE if self.engines.simulated else None,
             "engines": self.engines.describe(),
