@@ -106,9 +106,7 @@ SMALL = {
     "hotpotqa_rag": ["++task.n_train=3", "++task.n_val=4", "task.n_test=2"],
 }
 RUNS = [("bbh_object_counting", "strict"), ("bbh_object_counting", "textgrad"), ("bbh_word_sorting", "strict"),
-        pytest.param("bbh_word_sorting", "textgrad", marks=pytest.mark.xfail(strict=True, reason=(
-            "the simulator's judge replies 'SCORE: n' and reads <RESPONSE> tags; TextGrad's judge asks for "
-            "<ACCURACY> tags and labelled fields: needs a change in textgrad_core/engines/sim.py"))),
+        ("bbh_word_sorting", "textgrad"),
         ("gsm8k", "strict"), ("gsm8k", "textgrad"), ("bbh", "strict"),
         ("bbh", "trace"), ("hotpotqa_rag", "strict"), ("hotpotqa_rag", "gepa")]
 

@@ -200,3 +200,19 @@ def test_the_simulation_notice_is_one_wording_and_the_docs_say_rankings_are_not_
     new_task = (root / "docs" / "new-task.md").read_text(encoding="utf-8")
     assert WORLD.answer_format == "Answer: {answer}" and "`Answer: <answer>`" in new_task
     assert "sim_answer_check" in new_task and "answer_format" in new_task
+
+
+def test_the_simulator_answers_textgrads_accuracy_judge_in_its_own_format():
+    from textgrad_core.engines import LLMRequest
+    from textgrad_core.engines.sim import SimBackend, SimWorld
+    from textgrad_core.engines.config import EngineConfig
+    import asyncio
+
+    backend = SimBackend(EngineConfig(provider="sim"), sim_world=SimWorld(task="t", rubric=[], answers={}))
+    def ask(response: str) -> str:
+        user = ("Is the final prediction correct? Return your response within <ACCURACY> </ACCURACY> tags.\n"
+                "**Question for the task**: Sort: b a\n**Ground truth answer**: a b\n"
+                f"**Reasoning and prediction from the language model**: {response}")
+        return asyncio.run(backend.send(LLMRequest.chat(user, tag="judge:textgrad"), "sim-1", 5)).text
+    assert "<ACCURACY> 1 </ACCURACY>" in ask("I sorted them.\nAnswer: a b")
+    assert "<ACCURACY> 0 </ACCURACY>" in ask("I sorted them.\nAnswer: b a")

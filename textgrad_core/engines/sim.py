@@ -201,6 +201,8 @@ class SimBackend:
 
     def _judge(self, request: LLMRequest) -> str:
         text = request.user_text
+        if "<ACCURACY>" in text:
+            return self._accuracy_judge(text)
         response = _between(text, "<RESPONSE>", "</RESPONSE>") or ""
         found = self._expected(_between(text, "<QUESTION>", "</QUESTION>") or text)
         if found is None:
@@ -213,6 +215,17 @@ class SimBackend:
         missing = [i for i in self.world.rubric if i.echo and i.echo not in response]
         hint = f" The reasoning did not follow this guidance: {missing[0].hint}" if missing else ""
         return f"The response is incorrect.{hint}\nSCORE: 0"
+
+    @staticmethod
+    def _accuracy_judge(text: str) -> str:
+        """TextGrad's judge format: labelled fields in, a 0/1 verdict between <ACCURACY> tags out. The ground truth
+        is one of the fields, so the simulator compares it with the response's last line."""
+        truth = _between(text, "**Ground truth answer**:", "**Reasoning and prediction from the language model**:")
+        response = text.split("**Reasoning and prediction from the language model**:", 1)[-1]
+        lines = [line for line in response.strip().splitlines() if line.strip()]
+        last, truth = (lines[-1] if lines else ""), (truth or "").strip()
+        ok = bool(truth) and re.search(rf"(?<![\w.-]){re.escape(truth)}(?![\w.])", last) is not None
+        return f"The final prediction {'matches' if ok else 'does not match'} the ground truth.\n<ACCURACY> {int(ok)} </ACCURACY>"
 
     def _credit(self, request: LLMRequest) -> str:
         text = request.user_text
