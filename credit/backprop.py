@@ -42,9 +42,10 @@ _freeze_depth = 0
 def old_objects_frozen() -> Iterator[None]:
     """While credit runs, leave every object that existed before it out of the cyclic collector's full scans.
 
-    Why: each per-edge call leaves request, reply and task objects alive until the step ends, so full collections
-    come every few thousand edges, and each rescanned the whole recorded graph (and the rest of the heap), which made
-    bookkeeping superlinear in the graph's size. `gc.freeze` only moves those objects aside (refcounting still frees
+    Why: per-edge calls create tasks, requests and replies, and those kept alive a while (calls in flight, a
+    backend's request log) trigger a full collection every few thousand edges; each one rescanned the whole recorded
+    graph (and the rest of the heap), a cost that grows with the graph times the number of edges (5-10% of
+    bookkeeping at 10,000 ops, growing with size). `gc.freeze` only moves those objects aside (refcounting still frees
     them; cyclic garbage among them waits until the outermost exit). Nested and concurrent uses share one freeze; a
     freeze the program made itself is left alone (nothing is frozen or unfrozen then).
     """
