@@ -13,7 +13,9 @@ from reliability.isolation import scan
 def test_no_test_input_reaches_a_call_that_can_change_a_parameter(tmp_path_factory, figures):
     base = tmp_path_factory.getbasetemp()
     # Real run directories only (run.json): the checkers' own fixtures plant a leak on purpose.
-    logs = {p.parent for p in base.rglob("calls.jsonl") if (p.parent / "run.json").exists()}
+    # Without config.yaml (a Trainer driven directly by a unit test) the run's task, hence its test split, is unknown.
+    logs = {p.parent for p in base.rglob("calls.jsonl") if (p.parent / "run.json").exists()
+            and (p.parent / "config.yaml").exists()}
     logs |= {Path(d) for d in figures.data.get("isolation", {}).get("run_dirs", []) if (Path(d) / "calls.jsonl").exists()}
     results = [scan(d) for d in sorted(logs)]
     leaks = [leak for r in results for leak in r["leaks"]]
