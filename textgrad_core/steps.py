@@ -45,7 +45,7 @@ class RunRecorder:
     def graph(self, step: int, trace: ExampleTrace) -> None:
         """The recorded graph of one example of the step (what the report draws)."""
         if self.run:
-            self.run.graphs.write({"step": step, "example_id": trace.example_id, "graph": trace.graph.to_json()})
+            self.run.graphs.write({"step": step, "example_id": trace.example_id, "graph": trace.graph.to_json(history=False)})
 
     def credit(self, step: int, credit: CreditResult, call_ids: list[str] = ()) -> None:
         """Every feedback item of a step (and the serialized trace of trace strategies), with the request ids of
