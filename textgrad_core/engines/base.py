@@ -211,6 +211,12 @@ class Engine:
             held = self.cache.claim(key, ttl)
             if held is None:
                 claimed = True
+                # Another process may have stored the reply and released its claim between our cache miss and
+                # this claim: look once more before paying.
+                stored = self.cache.get(key)
+                if stored is not None:
+                    self.cache.release(key)
+                    return self._from_cache(call, stored)
                 break
             owner, expires = held
             stored = await self.cache.wait_for_reply(key, owner, min(expires, give_up))
