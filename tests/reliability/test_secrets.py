@@ -35,14 +35,6 @@ COMMON = ("trainer.max_steps=2", "trainer.batch_size=2", "trainer.val_size=4", "
           "+engine.backoff_base=0.005", "+engine.backoff_max=0.02")
 
 
-# Holes this suite found that need a change outside tests/ (reported; the test fails once more leaks appear, and
-# xfails while only these do, so the figures stay honest and `make test` stays green until the owners fix them).
-KNOWN_GAPS = {
-    "cache.sqlite": "textgrad_core/engines/cache.py RequestCache.put stores a reply that echoes a key unmasked",
-    "run/checkpoint.json": "textgrad_core/rundir.py RunDir.checkpoint (write_json_atomic) writes state text unmasked",
-}
-
-
 def windows(secret: str) -> set[str]:
     """Every FRAGMENT-character piece of a secret: finding any of them is a leak."""
     return {secret[i:i + FRAGMENT] for i in range(len(secret) - FRAGMENT + 1)}
@@ -111,11 +103,7 @@ def test_keys_never_reach_a_file_the_console_or_an_error(server, tmp_path, plant
                                      "texts": 2, "leaks": len(tree["leaks"]) + len(console)})
     figures.add("isolation", "run_dirs", str(tmp_path / "run"))
     assert (tmp_path / "cache.sqlite").exists() and (tmp_path / "run" / "spans.jsonl").exists()
-    assert console == []
-    assert [leak for leak in tree["leaks"] if leak[0] not in KNOWN_GAPS] == []
-    if tree["leaks"]:
-        figures.add("secrets", "known_gaps", sorted({f"{KNOWN_GAPS[f]} ({f})" for f, _ in tree["leaks"]}))
-        pytest.xfail("key fragments in " + ", ".join(sorted({f for f, _ in tree["leaks"]})) + ": a fix outside tests/")
+    assert console == [] and tree["leaks"] == [], (console, tree["leaks"])
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
