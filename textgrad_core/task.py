@@ -153,6 +153,8 @@ def read_jsonl(path: str | Path, opener: Any = None) -> list[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"{display_path(path)} line {number}: not valid JSON ({exc.msg}, column {exc.colno}).") \
                 from None
+        except RecursionError:  # json.loads of a line nested thousands deep
+            raise DataError(f"{display_path(path)} line {number}: nested too deeply to be a data record.") from None
     return rows
 
 

@@ -173,9 +173,6 @@ def test_fuzzed_data_lines_get_one_clear_line_naming_the_file_or_load(tmp_path_f
     _count("fuzzed data-file lines (gsm8k loader)", "accepted")
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="textgrad_core/task.py read_jsonl: a deeply nested line raises RecursionError (needs a "
-                          "DataError naming file and line); strict: passes the day it is fixed, then drop this mark")
 def test_a_deeply_nested_data_line_is_one_clear_error(tmp_path, figures):
     train, test = _good_lines()
     (tmp_path / "train.jsonl").write_text("\n".join(train[:5] + ["[" * 5000] + train[5:]) + "\n", encoding="utf-8")

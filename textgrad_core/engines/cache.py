@@ -18,6 +18,7 @@ from pathlib import Path
 
 from textgrad_core.engines.types import LLMReply
 from textgrad_core.errors import CacheError
+from textgrad_core.runlog import redact
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -117,7 +118,7 @@ class RequestCache:
             with self._lock:
                 self._db.execute(
                     "INSERT OR IGNORE INTO replies(namespace, key, reply) VALUES (?, ?, ?)",
-                    (self.namespace, key, reply.model_dump_json()),
+                    (self.namespace, key, redact(reply.model_dump_json())),  # a reply may echo a key
                 )
         except sqlite3.DatabaseError as exc:
             raise CacheError(f"Writing the request cache at {self.path} failed: {exc}") from exc
