@@ -237,14 +237,8 @@ class GEPASearch:
         new, old = best_program(self.programs), self.programs[self.applied]
         if new is old:
             return []
-        events = []
-        for param in ctx.params:
-            if param.value != new.values[param.id]:
-                before = param.version
-                entry = param.update(new.values[param.id], step, reason=(
-                    f"search (gepa): program {new.id}, validation {new.mean:.3f} (was {old.id}, {old.mean:.3f})"))
-                ctx.log.version(param, entry)
-                events.append(UpdateEvent(param.id, True, before, entry.version, reason=entry.reason))
+        events = ctx.apply_values(new.values, step, reason=(
+            f"search (gepa): program {new.id}, validation {new.mean:.3f} (was {old.id}, {old.mean:.3f})"))
         self.applied = new.index
         return events
 

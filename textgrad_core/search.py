@@ -281,12 +281,5 @@ class CandidateSearch:
         assert new is not None
         if new is old:
             return []
-        events = []
-        for param in ctx.params:
-            if param.value != new.values[param.id]:
-                before = param.version
-                entry = param.update(new.values[param.id], step, reason=(
-                    f"search ({self.selection}): candidate {new.id}, validation {new.mean:.3f} (was {old.mean:.3f})"))
-                ctx.log.version(param, entry)
-                events.append(UpdateEvent(param.id, True, before, entry.version, reason=entry.reason))
-        return events
+        return ctx.apply_values(new.values, step, reason=(
+            f"search ({self.selection}): candidate {new.id}, validation {new.mean:.3f} (was {old.mean:.3f})"))

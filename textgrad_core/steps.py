@@ -162,6 +162,17 @@ class StepContext:
         return ok, {"candidate": round(new, 4), "incumbent": round(old, 4), "compared_on": len(
             set(candidate.scores) & set(incumbent.scores)), "left_out": left_out}
 
+    def apply_values(self, values: dict[str, Any], step: int, reason: str) -> list[UpdateEvent]:
+        """Give the parameters a candidate's values through Parameter.update (each change a logged version)."""
+        events = []
+        for param in self.params:
+            if param.value != values[param.id]:
+                before = param.version
+                entry = param.update(values[param.id], step, reason=reason)
+                self.log.version(param, entry)
+                events.append(UpdateEvent(param.id, True, before, entry.version, reason=entry.reason))
+        return events
+
     def revert_to(self, versions: dict[str, int], step: int, reason: str) -> list[str]:
         """Restore every parameter whose version moved since `versions`; the reverts are logged as new versions."""
         reverted = []
