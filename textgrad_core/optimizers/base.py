@@ -81,8 +81,8 @@ class ScriptStepping:
 
     async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                      events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Apply one step from `credit` (each optimizer defines it)."""
-        raise NotImplementedError
+        """Propose new values from `credit` and apply them (each change a new version)."""
+        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     def step(self, params: list[Parameter] | None = None, credit: CreditResult | None = None, engine: Engine | None = None,
              step: int | None = None, events: JsonlLog | None = None) -> Any:

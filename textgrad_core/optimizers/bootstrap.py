@@ -15,7 +15,7 @@ from typing import Any
 from textgrad_core.credit import CreditResult
 from textgrad_core.engines import Engine
 from textgrad_core.modules.recorder import TRAIN_SPLIT, observations
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -34,10 +34,6 @@ class BootstrapDemos(ScriptStepping):
         self.max_demos = max_demos
         self.min_score = min_score
 
-    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                     events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Add the step's successful training traces to every demos parameter."""
-        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,

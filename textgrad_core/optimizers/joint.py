@@ -9,7 +9,7 @@ from textgrad_core.credit import PER_PARAMETER, TRACE, CreditResult
 from textgrad_core.engines import Engine, LLMReply, LLMRequest, Message, ResponseFormat
 from textgrad_core.engines.base import parse_json_reply
 from textgrad_core.errors import ParseError
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, coerce_value, render_feedback
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, coerce_value, render_feedback
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, approx_tokens, clip_middle
 from textgrad_core.optimizers.context import without_shown_parameters
 from textgrad_core.optimizers.kinds import contract, json_schema
@@ -105,10 +105,6 @@ class JointUpdate(ScriptStepping):
         self.temperature = temperature
         self.prompt_token_budget = prompt_token_budget  # tokens ~ characters / 4; the trace is cut head and tail past it
 
-    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                     events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Propose and apply the joint update."""
-        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     def prompt(self, params: list[Parameter], credit: CreditResult) -> str:
         """The user message: the parameters as JSON and the trace (or feedback), between the simulator's markers."""

@@ -9,7 +9,7 @@ from typing import Any
 from textgrad_core import prompts
 from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult, mean_score
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
 from textgrad_core.optimizers.kinds import contract, render_value
 from textgrad_core.runlog import JsonlLog
@@ -40,10 +40,6 @@ class OPRO(ScriptStepping):
         self.temperature = temperature
         self.history: dict[str, ScoredValues] = {}  # canonical JSON of the values -> their record
 
-    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                     events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Record the current values' score, then propose and apply a new value for every parameter."""
-        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     def record(self, params: list[Parameter], credit: CreditResult, step: int) -> None:
         """Add the score of the current values (mean over the minibatch); once per step and values."""

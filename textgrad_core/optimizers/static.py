@@ -17,7 +17,7 @@ from textgrad_core.credit import CreditResult
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.recorder import declaration, observations
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -36,10 +36,6 @@ class StaticAnalysis(ScriptStepping):
         self.inputs, self.source_chars = inputs, source_chars
         self.max_tokens, self.temperature = max_tokens, temperature
 
-    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                     events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Propose and apply a value for every text, code and number parameter."""
-        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,

@@ -8,7 +8,7 @@ from typing import Any
 from textgrad_core import prompts
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, apply_proposal, rejected_reply, render_feedback, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, render_feedback, request_value
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
 from textgrad_core.optimizers.context import example_contexts, without_shown_parameters
 from textgrad_core.optimizers.kinds import contract, render_value
@@ -43,10 +43,6 @@ class TGD(ScriptStepping):
         self.prompt_token_budget = prompt_token_budget
         self._past: dict[str, list[_PastUpdate]] = {}
 
-    async def update(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
-                     events: JsonlLog | None = None) -> list[UpdateEvent]:
-        """Propose and apply a new value for every parameter that received feedback."""
-        return apply_proposal(params, await self.propose(params, credit, engine, step, events), step)
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,
