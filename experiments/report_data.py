@@ -13,8 +13,8 @@ from typing import Any
 import yaml
 
 from textgrad_core.errors import ConfigError
+from textgrad_core.phases import PHASES  # one list of phases for the run and its reports
 
-PHASES = ("forward", "credit", "optimizer", "validation", "test")
 RUN_MARKERS = ("summary.json", "metrics.jsonl", "run.json")
 # Overrides that do not make a different method: the seed (what we average over) and where the files go.
 NOT_AN_AXIS = ("trainer.seed", "run_dir", "runs_root", "resume", "trainer.progress", "hydra.", "hydra/")

@@ -21,7 +21,6 @@ from textgrad_core.runlog import JsonlLog
 from textgrad_core.task import Example
 from textgrad_core.variable import Parameter, ParameterSet, ParameterVersion
 
-ACCEPT_RULES = ("not_worse", "better")
 
 
 class RunRecorder:

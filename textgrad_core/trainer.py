@@ -22,7 +22,7 @@ from textgrad_core.engines.sim import SIM_NOTICE
 from textgrad_core.engines.sim_check import sim_answer_check
 from textgrad_core.errors import BudgetExceeded, TextgradError
 from textgrad_core.optimizers.base import Optimizer
-from textgrad_core.phases import PHASES, PhaseClock  # noqa: F401  (PHASES re-exported)
+from textgrad_core.phases import PhaseClock
 from textgrad_core.rollouts import EvalResult, FailureCount, FailureShareExceeded, Rollouts
 from textgrad_core.rundir import RunDir
 from textgrad_core.steps import PlainStep, RunRecorder, StepContext, StepPolicy
