@@ -147,3 +147,39 @@ def test_a_failed_call_releases_its_claim(server, tmp_path):
     with pytest.raises(Exception):
         engine.complete(LLMRequest.chat("bad request"))
     assert engine.cache.open_claims() == 0
+
+
+# Opens a fresh cache file the moment the go file appears, so several processes race on its first WAL switch.
+OPENER = r"""
+import sys, time
+from pathlib import Path
+from textgrad_core.engines.cache import RequestCache
+from textgrad_core.engines import LLMReply
+cache_path, go, i = sys.argv[1:4]
+Path(f"{go}.ready{i}").write_text("ready")
+for _ in range(30000):  # at most 30 s
+    if Path(go).exists():
+        break
+    time.sleep(0.001)
+RequestCache(cache_path).put(f"key {i}", LLMReply(text=f"reply {i}", model="m", provider="openai"))
+"""
+
+
+def test_processes_opening_a_fresh_cache_file_at_once_all_get_it(tmp_path):
+    """A sweep's members open the shared cache together; the first WAL switch once made some of them fail with
+    'database is locked' (5 of 160 opens, 20 rounds of 8). Every opener must get the cache and keep its entry."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for trial in range(10):
+        path, go = tmp_path / f"fresh{trial}.sqlite", tmp_path / f"go{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(path), str(go), str(i)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(8)]
+        for _ in range(3000):  # all imported and waiting at the barrier (bounded: 30 s)
+            if all(Path(f"{go}.ready{i}").exists() for i in range(8)) or any(p.poll() is not None for p in procs):
+                break
+            time.sleep(0.01)
+        go.write_text("go")
+        results = [p.communicate(timeout=90) for p in procs]
+        for p, (_, err) in zip(procs, results):
+            assert p.returncode == 0, err[-1500:]
+        cache = RequestCache(path)
+        assert sorted(cache.get(f"key {i}").text for i in range(8)) == sorted(f"reply {i}" for i in range(8))

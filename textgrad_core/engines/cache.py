@@ -72,6 +72,30 @@ def owner_alive(owner: str) -> bool:
     return True
 
 
+_SETUP_PATIENCE_S = 30.0
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    """Switch to WAL and create the tables. Two processes opening a fresh file at once can get SQLITE_BUSY from
+    the journal-mode switch without SQLite's busy handler being consulted, so "locked"/"busy" is retried here,
+    bounded in time; any other error (a file that is not a database) is raised at once."""
+    deadline = time.monotonic() + _SETUP_PATIENCE_S
+    pause = 0.01
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+            db.execute(_CLAIMS)
+            db.execute("SELECT count(*) FROM replies WHERE 0").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+
+
 class RequestCache:
     """Maps a request's canonical hash to its reply; one file may serve many processes."""
 
@@ -83,10 +107,7 @@ class RequestCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(_SCHEMA)
-            self._db.execute(_CLAIMS)
-            self._db.execute("SELECT count(*) FROM replies WHERE 0").fetchone()
+            _set_up(self._db)
         except sqlite3.DatabaseError as exc:
             raise CacheError(
                 f"The request cache at {self.path} cannot be read ({exc}). It was left untouched: "
