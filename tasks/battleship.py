@@ -4,14 +4,17 @@ The system: every turn the agent observes the board, `reason(observation) -> pla
 `act(plan) -> [row, col]` picks the square to fire at; the game ends when every ship is sunk or the shot budget is
 spent. Both functions are trainable `kind="code"` Parameters, run in the sandbox.
 
-Execution design -- one sandbox call per game, not per turn. The harness `play_game` (below; its source is what the
-sandbox runs) defines both functions from the parameters' code and plays the whole game. It is recorded as ONE traced
-op, `play_game`, whose inputs are both code parameters and the game, so credit reaches both functions (backprop: one
-edge each; trace: both appear as parameters, with the harness source as the op's code). A sandbox start costs about
-0.2 s, so per-turn calls (two a turn) would cost ~10 s a game; one call costs ~0.2 s. Consequences: the graph has no
-per-turn nodes (the game record lists the shots and the first plans instead), and the hidden ship positions live in
-the same interpreter as the policy, which could in principle read them -- the score is therefore recomputed on the
-host from the returned shots (a policy cannot inflate it), and the parameters' constraints forbid peeking.
+Execution design -- one checked run per game (textgrad_core.sandbox.acheck_program). The policy (both functions,
+loaded by `load_policy`) runs in one sandbox child; the game runs in another, the judge, whose code is trusted
+(`play_game` and `judge_game` below, sent as source). Only the judge holds the board: every turn it calls the
+policy's `reason` then `act` through `__peer__`, move by move, with plain values (the observation out, the plan and
+the move back), so the policy never sees a ship position and cannot reach the shot record or the score -- it can
+only answer. The judge's return value (the shots it recorded, the first plans, any error) is the game record, and
+the metric replays those shots against the true board. The whole game is ONE traced op, `play_game`, whose inputs are
+both code parameters and the game, so credit reaches both functions (backprop: one edge each; trace: both appear as
+parameters, with the judge's source as the op's code). A checked run starts two children (~0.2 s each); per-turn
+runs would cost ~10 s a game. The graph therefore has no per-turn nodes (the record lists the shots and the first
+plans instead).
 
 Data: boards generated from seeds (random.Random(seed) draws the board seeds; each board seed places the fleet,
 horizontal or vertical, no overlap), 8x8 with ships of sizes 4, 3, 3, 2 (12 ship squares) and a budget of 32 shots.
@@ -32,15 +35,33 @@ from pydantic import BaseModel, Field
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
-from textgrad_core.sandbox import SandboxLimits, acall_function
+from textgrad_core.sandbox import SandboxLimits, acheck_program
+from textgrad_core.validators import Compiles
 from tasks.protocols import STRICT, choose_protocol
 from textgrad_core.task import Example, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
 
 
-def play_game(reason_source: str, act_source: str, game: dict) -> dict:
+def load_policy(reason_source: str, act_source: str) -> tuple[dict, str | None]:
+    """Define `reason` and `act`, each from its own source in its own namespace: (functions, the first load error)."""
+    functions: dict = {}
+    for name, source in (("reason", reason_source), ("act", act_source)):
+        namespace: dict = {"__name__": f"battleship_{name}"}
+        try:
+            exec(compile(source, f"<{name}>", "exec"), namespace)
+        except Exception as exc:
+            return functions, f"the {name} code failed to load: {type(exc).__name__}: {exc}"
+        if not callable(namespace.get(name)):
+            return functions, f"the {name} code does not define a function named '{name}'"
+        functions[name] = namespace[name]
+    return functions, None
+
+
+def play_game(reason: object, act: object, game: dict) -> dict:
     """Play one game: each turn reason(observation) -> plan, act(plan) -> [row, col]; return the shots and any error.
 
+    `reason` and `act` are the policy's functions -- in the judge, the peer's -- or their sources, which are then
+    loaded in this process (a reference for tests only: a score always comes from the judge, see `judge_game`).
     observation = {"board": rows as strings ('.' not fired at, 'X' hit, 'O' miss), "size": n, "fleet": ship sizes,
     "sunk": sizes of the ships sunk so far, "shots_left": k, "last_shot": {"square": [r, c], "result": ...} or None}.
     A move that is not two integers is recorded as its repr and wastes the shot; so do repeated and out-of-bounds shots.
@@ -49,18 +70,11 @@ def play_game(reason_source: str, act_source: str, game: dict) -> dict:
     ships = [{tuple(cell) for cell in ship} for ship in game["ships"]]
     board = [["."] * size for _ in range(size)]
     record: dict = {"shots": [], "plans": [], "error": None}
-    functions = {}
-    for name, source in (("reason", reason_source), ("act", act_source)):
-        namespace: dict = {"__name__": f"battleship_{name}"}
-        try:
-            exec(compile(source, f"<{name}>", "exec"), namespace)
-        except Exception as exc:
-            record["error"] = f"the {name} code failed to load: {type(exc).__name__}: {exc}"
+    if isinstance(reason, str) or isinstance(act, str):
+        functions, record["error"] = load_policy(reason, act)
+        if record["error"]:
             return record
-        if not callable(namespace.get(name)):
-            record["error"] = f"the {name} code does not define a function named '{name}'"
-            return record
-        functions[name] = namespace[name]
+        reason, act = functions["reason"], functions["act"]
     sunk: list = []
     last = None
     for turn in range(budget):
@@ -70,11 +84,16 @@ def play_game(reason_source: str, act_source: str, game: dict) -> dict:
                        "sunk": list(sunk), "shots_left": budget - turn, "last_shot": last}
         step = "reason"
         try:
-            plan = functions["reason"](observation)
+            plan = reason(observation)
             step = "act"
-            move = functions["act"](plan)
-        except Exception as exc:
-            record["error"] = f"{step} raised {type(exc).__name__} at turn {turn + 1}: {exc}"
+            move = act(plan)
+        except Exception as exc:  # in the judge: the policy raised (CandidateError) or its process is gone
+            kind = type(exc).__name__
+            if kind == "CandidateGone":
+                record["error"] = f"{step} did not return at turn {turn + 1}: {exc}"
+            else:
+                name, message = (exc.type_name, exc.message) if kind == "CandidateError" else (kind, str(exc))
+                record["error"] = f"{step} raised {name} at turn {turn + 1}: {message}"
             break
         if len(record["plans"]) < log_turns:
             record["plans"].append(repr(plan)[:200])
@@ -103,7 +122,41 @@ def play_game(reason_source: str, act_source: str, game: dict) -> dict:
     return record
 
 
-HARNESS_SOURCE = inspect.getsource(play_game)
+def judge_game(game: dict) -> dict:
+    """The judge of a checked run: play the game against the policy in the other child, reached through `__peer__`."""
+    try:
+        loaded = __peer__.load()  # noqa: F821 - the sandbox defines __peer__ in the judge child
+        problem = __peer__.function("load_problem")() if loaded.get("loaded") else loaded.get("load_error")  # noqa: F821
+    except Exception as exc:  # the policy's process exited, crashed or broke the protocol while loading
+        problem = f"the policy did not load: {getattr(exc, 'type_name', type(exc).__name__)}: {exc}"
+    if problem:
+        return {"shots": [], "plans": [], "error": str(problem)[:500]}
+    return play_game(__peer__.function("reason"), __peer__.function("act"), game)  # noqa: F821
+
+
+# The judge runs the game loop and its entry point; the policy's child runs the loader and answers the judge's calls.
+HARNESS_SOURCE = "\n\n".join(inspect.getsource(f) for f in (load_policy, play_game, judge_game))
+_POLICY_TAIL = '''
+_functions, _error = load_policy(REASON_SOURCE, ACT_SOURCE)
+
+
+def load_problem():
+    return _error
+
+
+def reason(observation):
+    return _functions["reason"](observation)
+
+
+def act(plan):
+    return _functions["act"](plan)
+'''
+
+
+def policy_program(reason_source: str, act_source: str) -> str:
+    """The program the policy's child serves: the loader, both sources as data, and `reason`/`act` for the judge."""
+    return (inspect.getsource(load_policy) + f"\n\nREASON_SOURCE = {reason_source!r}\nACT_SOURCE = {act_source!r}\n"
+            + _POLICY_TAIL)
 
 INITIAL_REASON = '''def reason(observation):
     """List the squares not fired at yet, row by row."""
@@ -231,19 +284,25 @@ def describe_game(report: GameReport, budget: int, error: str | None = None) -> 
 
 async def play_in_sandbox(reason: Variable, act: Variable, game: Variable, ships: list[list[list[int]]],
                           limits: SandboxLimits | None = None, log_turns: int = 3) -> Variable:
-    """One traced op for a whole game: both functions run in one sandbox call; its inputs are both codes and the game.
+    """One traced op for a whole game, one checked run: the policy in one child, the judge with the board in another.
 
-    The ship positions go to the sandbox but are not an input of the op, so no credit or optimizer call sees them.
-    A crash, timeout or blocked operation of the sandbox becomes an error node carrying its message.
+    The ship positions go to the judge only (never to the policy's child) and are not an input of the op, so no
+    credit or optimizer call sees them either. The game record is the judge's return value alone. A crash, timeout
+    or blocked operation of the judge's run (a policy that never answers times it out) becomes an error node.
     """
     spec = {**game.value, "ships": ships, "log_turns": log_turns}
-    value, result = await acall_function(HARNESS_SOURCE, "play_game", [str(reason.value), str(act.value), spec],
-                                         limits=limits)
-    error = None if result.ok else (result.error or f"exit code {result.returncode}")
+    run = await acheck_program(policy_program(str(reason.value), str(act.value)), HARNESS_SOURCE, "judge_game",
+                               [spec], limits=limits)
+    value, result = run.value, run.judge
+    error = None
+    if not result.ok or not isinstance(value, dict):
+        error = ("the game did not finish in time: a policy function loops forever or is far too slow"
+                 if result.timed_out else (result.error or f"exit code {result.returncode}"))
     op = OpRecord(name="play_game", kind="code", inputs=[("reason_code", reason), ("act_code", act), ("game", game)],
                   source=HARNESS_SOURCE, error=error,
-                  description="Plays one Battleship game in a sandbox: every turn it calls reason(observation) from "
-                              "reason_code, then act(plan) from act_code, and fires at the returned square.")
+                  description="Plays one Battleship game in a sandboxed judge that alone holds the board: every turn "
+                              "it calls reason(observation) from reason_code, then act(plan) from act_code (both run "
+                              "in a separate sandbox), and fires at the returned square.")
     return Variable(value=f"ERROR in play_game: {error}" if error else value, op=op,
                     role="record of the game: every shot fired (in order), the first plans and any error")
 
@@ -284,20 +343,24 @@ class BattleshipTask(Task):
         return Splits(train=rows[:a], val=rows[a:b], test=rows[b:])
 
     def initial_parameters(self) -> list[Parameter]:
+        # Each function is loaded from its own code and must define itself (the Compiles validators below); the
+        # plan and the move cross between processes, so they must be plain values.
         common = ["Use only the Python standard library; the code runs in a sandbox.",
-                  "Decide only from the arguments; never inspect the interpreter (frames, globals, gc) for the ships."]
+                  "Decide only from the arguments; the ships are never in the policy's process."]
         return [
             Parameter(value=INITIAL_REASON, name="reason", kind="code",
                       role="Python function reason(observation) -> plan, called every turn of a Battleship game to "
                            "analyse the board",
-                      constraints=["Define a function `reason(observation)` returning a JSON-serializable plan for "
-                                   "act. observation = {'board': list of row strings ('.' not fired at, 'X' hit, "
-                                   "'O' miss), 'size', 'fleet', 'sunk', 'shots_left', 'last_shot'}.", *common]),
+                      constraints=["Define a function `reason(observation)` returning a plan for act made of "
+                                   "plain values (dicts, lists, strings, numbers). observation = {'board': list of row strings ('.' not fired at, 'X' hit, "
+                                   "'O' miss), 'size', 'fleet', 'sunk', 'shots_left', 'last_shot'}.", *common],
+                      validators=[Compiles("reason")]),
             Parameter(value=INITIAL_ACT, name="act", kind="code",
                       role="Python function act(plan) -> [row, col], called every turn with reason's plan to choose "
                            "the square to fire at",
                       constraints=["Define a function `act(plan)` returning [row, col], two integers with "
-                                   "0 <= row, col < size.", *common]),
+                                   "0 <= row, col < size.", *common],
+                      validators=[Compiles("act")]),
         ]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
