@@ -16,6 +16,7 @@ from typing import Any
 from tasks.bbh_data import SUBTASKS, split_bbh
 from tasks.protocols import STRICT, answer_format, choose_protocol
 from tasks.protocols import trace as trace_protocol
+from tasks.validators import answer_line, defines, slot_once
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -109,10 +110,12 @@ class BBHTask(Task):
         if self.protocol == "trace":
             return [
                 Parameter(value=trace_protocol.TEMPLATE, name="prompt_template", role=trace_protocol.TEMPLATE_ROLE,
-                          constraints=[f"Keep the slot {SLOT} exactly once: it is where the question goes."]),
+                          constraints=[f"Keep the slot {SLOT} exactly once: it is where the question goes."],
+                          validators=[slot_once(SLOT)]),
                 Parameter(value=trace_protocol.EXTRACT_CODE, name="extract_answer", kind="code",
                           role=trace_protocol.EXTRACT_ROLE,
-                          constraints=[f"Define a function {EXTRACT_FUNCTION}(response: str) -> str."]),
+                          constraints=[f"Define a function {EXTRACT_FUNCTION}(response: str) -> str."],
+                          validators=[defines(EXTRACT_FUNCTION)]),
             ]
         return [
             Parameter(value=INITIAL_TEMPLATE, name="prompt_template",
@@ -120,12 +123,14 @@ class BBHTask(Task):
                            "should say what form the answer takes: an option like (A), a number, True/False, Yes/No "
                            "or a short phrase",
                       constraints=[f"Keep the slot {SLOT} exactly once: it is where the question goes.",
-                                   "Keep asking for a final line 'Answer: ...', which the extraction code reads."]),
+                                   "Keep asking for a final line 'Answer: ...', which the extraction code reads."],
+                      validators=[slot_once(SLOT), answer_line("Answer: ...", "the extraction code reads it")]),
             Parameter(value=INITIAL_EXTRACT_CODE, name="extract_answer", kind="code",
                       role="Python source of extract_answer(response), which reads the model's response (reasoning "
                            "and an answer) and returns only the final answer",
                       constraints=[f"Define a function {EXTRACT_FUNCTION}(response: str) -> str.",
-                                   "Use only the Python standard library; the code runs in a sandbox."]),
+                                   "Use only the Python standard library; the code runs in a sandbox."],
+                      validators=[defines(EXTRACT_FUNCTION)]),
         ]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:

@@ -10,6 +10,7 @@ from typing import Any
 from tasks.bbh_data import split_bbh
 from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
 from tasks.protocols.strict import INTEGER, first_number_after_answer
+from tasks.validators import answer_line
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, traced
@@ -60,7 +61,8 @@ class ObjectCountingTask(Task):
             return [Parameter(value=textgrad.BBH_STARTING_PROMPT, name="instruction", role=textgrad.SYSTEM_PROMPT_ROLE)]
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                           role="system prompt of the model that answers object-counting questions",
-                          constraints=["Keep the required final line format 'Answer: $VALUE'."])]
+                          constraints=["Keep the required final line format 'Answer: $VALUE'."],
+                          validators=[answer_line()])]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         llm = LLMCall(engines["forward"], params["instruction"], name="counting_llm",

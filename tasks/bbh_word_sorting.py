@@ -12,6 +12,7 @@ from typing import Any
 from tasks.bbh_data import split_bbh
 from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
 from tasks.protocols.strict import answer_line
+from tasks.validators import answer_line as answer_line_validator
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import LLMCall, traced
@@ -68,7 +69,8 @@ class WordSortingTask(Task):
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                           role="system prompt of the model that sorts lists of words alphabetically",
                           constraints=["Keep the required final line format 'Answer: $VALUE' with the sorted words "
-                                       "separated by spaces."])]
+                                       "separated by spaces."],
+                          validators=[answer_line_validator()])]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         llm = LLMCall(engines["forward"], params["instruction"], name="sorting_llm",

@@ -26,6 +26,7 @@ from textgrad_core.task import Example, SimWorld, Splits
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.gsm8k import INITIAL_INSTRUCTION, RUBRIC, GSM8KTask, gsm8k_metric, parse_answer
+from tasks.validators import answer_line, declare, fraction
 
 DEFAULT_TIERS = {"small": {"model": None, "price_in": 0.15, "price_out": 0.6},
                  "large": {"model": None, "price_in": 2.5, "price_out": 10.0}}
@@ -51,7 +52,8 @@ class CascadeTask(GSM8KTask):
         self.description = f"GSM8K small->large cascade (budget ${budget_usd}/question); " + self.description
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module.parameters()
+        return declare(self.module.parameters(), {"cascade.instruction": [answer_line()],
+                                                  "cascade.threshold": [fraction()]})
 
     def tier_engines(self, engine: Engine) -> dict[str, Tier]:
         """The two tiers on the forward engine (on the simulator, the small one answers from a weaker world)."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
 from tasks.protocols.strict import NUMBER, first_number_after_answer
+from tasks.validators import answer_line, literal
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -291,12 +292,14 @@ class GSM8KTask(Task):
             return [Parameter(value=textgrad.GSM8K_STARTING_PROMPT, name="instruction", role=textgrad.SYSTEM_PROMPT_ROLE)]
         params = [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                             role="system prompt of the model that solves grade-school math word problems",
-                            constraints=["Keep the required final line format 'Answer: $VALUE'."])]
+                            constraints=["Keep the required final line format 'Answer: $VALUE'."],
+                            validators=[answer_line()])]
         if self.use_calculator:
             params.append(Parameter(value=INITIAL_TOOL_DESCRIPTION, name="calculator.description",
                                     role="description of the calculator tool shown to the math model",
                                     constraints=["Keep the CALC(<expression>) syntax: the system evaluates only "
-                                                 "lines of that form."]))
+                                                 "lines of that form."],
+                                    validators=[literal("CALC(", "the system evaluates only CALC(<expression>) lines")]))
         return params
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:

@@ -14,6 +14,7 @@ from textgrad_core.task import Example, SimWorld, Splits
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.gsm8k import RUBRIC, GSM8KTask, format_number, safe_eval
+from tasks.validators import answer_line, declare, line_marker, literal
 
 CALCULATOR = ("calculator[<expression>]: evaluates an arithmetic expression exactly (numbers, + - * / // % ** and "
               "parentheses) and returns its value.")
@@ -38,7 +39,10 @@ class GSM8KAgentTask(GSM8KTask):
         self.description = f"GSM8K with a ReAct calculator agent (max {max_steps} steps); " + self.description
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module.parameters()
+        return declare(self.module.parameters(), {
+            "agent.instruction": [line_marker("Action:", "the agent loop reads 'Action: <tool>[<input>]'"),
+                                  answer_line("Answer: <number>")],
+            "agent.tool.calculator": [literal("calculator[", "the agent calls the tool as calculator[<expression>]")]})
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         return await self.module.acall(engines["forward"], Variable(example.input, role="math word problem"), params)

@@ -20,6 +20,7 @@ from textgrad_core.task import Example, SimWorld, Splits
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.gsm8k import RUBRIC, GSM8KTask, gsm8k_metric
+from tasks.validators import answer_line, declare
 
 
 def options_for(question: str, answer: str) -> list[str]:
@@ -53,7 +54,9 @@ class GSM8KMedpromptTask(GSM8KTask):
                          ensemble=self.ensemble)
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module(self.checked_splits()).parameters()
+        # The module declares the demos' and the ensemble's own checks; the answer line is this task's parser's.
+        return declare(self.module(self.checked_splits()).parameters(),
+                       {"medprompt.instruction": [answer_line("Answer: <letter>", "the vote reads the letter after it")]})
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         module = Medprompt("medprompt", shots=self.shots)  # the pool lives in the parameter, not the module

@@ -12,6 +12,7 @@ from textgrad_core.task import Example, SimWorld, Splits
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.gsm8k import INITIAL_INSTRUCTION, RUBRIC, GSM8KTask, parse_answer
+from tasks.validators import answer_line, declare, fraction, whole_number
 
 
 def final_number(response: str) -> str | None:
@@ -32,7 +33,9 @@ class GSM8KSelfConsistencyTask(GSM8KTask):
         self.description = f"GSM8K with self-consistency (k={k}, threshold={threshold}); " + self.description
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module.parameters()
+        return declare(self.module.parameters(), {"cot.instruction": [answer_line()],
+                                                  "cot.k": [whole_number(1, self.module.max_k)],
+                                                  "cot.threshold": [fraction()]})
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         question = Variable(example.input, role="grade-school math word problem")

@@ -15,6 +15,7 @@ from textgrad_core.task import Example, SimWorld, Splits
 from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
 
 from tasks.hotpotqa_rag import INITIAL_ANSWER_INSTRUCTION, RUBRIC, HotpotQARAGTask, parse_answer, titles_in
+from tasks.validators import answer_line, declare, line_marker, whole_number
 
 # The hotpotqa_rag rubric's parameters, under the module's names (its demos item has no counterpart here).
 RENAMED = {"query.instruction": "rag.query.instruction", "followup_query.instruction": "rag.followup.instruction",
@@ -33,7 +34,11 @@ class HotpotQAMultiHopTask(HotpotQARAGTask):
         self.description = f"HotpotQA {hops}-hop RAG module over bm25s; " + self.description
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module.parameters()
+        queries = ["rag.query.instruction"] + (["rag.followup.instruction"] if self.module.hops > 1 else [])
+        return declare(self.module.parameters(), {
+            **{name: [line_marker("Query:", "the retriever")] for name in queries},
+            "rag.reader.instruction": [answer_line("Answer: <answer>")],
+            "rag.top_k": [whole_number(1, self.module.max_top_k)]})
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         question = Variable(example.input, role="multi-hop question")

@@ -23,6 +23,8 @@ from rank_bm25 import BM25Okapi
 from tasks.protocols import STRICT, answer_format, choose_protocol
 from tasks.protocols import gepa
 from tasks.protocols.strict import answer_line
+from tasks.validators import answer_line as answer_line_validator
+from tasks.validators import answer_lines_in_demos, line_marker, literal
 
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
@@ -275,20 +277,25 @@ class HotpotQARAGTask(Task):
 
     def initial_parameters(self) -> list[Parameter]:
         query_rule = "Keep the reply format 'Query: <search query>'."
+        gepa_field = literal("[[ ## answer ## ]]", "the answer field GEPA's scorer reads")
         return [
             Parameter(value=INITIAL_QUERY_INSTRUCTION, name="query.instruction", constraints=[query_rule],
-                      role="instruction of the model that writes the first search query"),
+                      role="instruction of the model that writes the first search query",
+                      validators=[line_marker("Query:", "the retriever")]),
             Parameter(value=INITIAL_FOLLOWUP_INSTRUCTION, name="followup_query.instruction", constraints=[query_rule],
-                      role="instruction of the model that writes the second-hop search query from the first passages"),
+                      role="instruction of the model that writes the second-hop search query from the first passages",
+                      validators=[line_marker("Query:", "the retriever")]),
             Parameter(value=gepa.ANSWER_INSTRUCTION if self.protocol == "gepa" else INITIAL_ANSWER_INSTRUCTION,
                       name="answer.instruction",
                       constraints=["Keep the reply format: the answer in the field '[[ ## answer ## ]]'."
                                    if self.protocol == "gepa" else
                                    "Keep the required final line format 'Answer: <answer>'."],
-                      role="instruction of the model that answers the question from the retrieved passages"),
+                      role="instruction of the model that answers the question from the retrieved passages",
+                      validators=[gepa_field if self.protocol == "gepa" else answer_line_validator("Answer: <answer>")]),
             Parameter(value=INITIAL_DEMOS, name="answer.demos",
                       role="worked examples (question, passages, answer) shown to the answer model",
-                      constraints=["Each example ends with a line 'Answer: <answer>'."]),
+                      constraints=["Each example ends with a line 'Answer: <answer>'."],
+                      validators=[answer_lines_in_demos()]),
         ]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:

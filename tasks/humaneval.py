@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from tasks.protocols import STRICT, choose_protocol
+from tasks.validators import defines, mentions_any
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -332,10 +333,13 @@ class HumanEvalTask(Task):
             return [Parameter(value=initial, name="program", kind="code",
                               role=f"Python program that implements {p['entry_point']} for the problem {self.problem}",
                               constraints=[f"Define the function {p['entry_point']} with the signature of the problem.",
-                                           "Use only the Python standard library."])]
+                                           "Use only the Python standard library."],
+                              validators=[defines(p["entry_point"])])]
         return [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                           role="system prompt of the model that writes (and, when a test fails, repairs) Python functions",
-                          constraints=["Keep asking for the complete function in a single ```python code block."])]
+                          constraints=["Keep asking for the complete function in a single ```python code block."],
+                          validators=[mentions_any(["```", "code block"], "the code is read from the reply's "
+                                                   "```python block")])]
 
     # ---- the system -----------------------------------------------------------------------------------------------
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:

@@ -19,6 +19,7 @@ from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall
 from tasks.protocols import STRICT, choose_protocol
+from tasks.validators import answer_line
 from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
@@ -120,7 +121,8 @@ class LayeredTask(Task):
     def initial_parameters(self) -> list[Parameter]:
         return [Parameter(value=value, name=name, role=ROLES[name],
                           constraints=["Keep the required final line format 'Answer: $VALUE'."]
-                          if name == "solver.instruction" else [])
+                          if name == "solver.instruction" else [],
+                          validators=[answer_line()] if name == "solver.instruction" else [])
                 for name, value in INITIAL_INSTRUCTIONS.items()]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:

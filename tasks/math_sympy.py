@@ -17,6 +17,7 @@ from textgrad_core.task import Example, RubricItem, SimWorld, Splits, Task, chec
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
 from tasks.gsm8k import numbers_equal, parse_answer
+from tasks.validators import answer_line, declare, whole_number
 
 INITIAL_INSTRUCTION = ("Solve the equation for x. The last line of your response should be of the form "
                        "'Answer: <value>'.")
@@ -61,7 +62,9 @@ class MathSympyTask(Task):
         return Splits(train=rows[:a], val=rows[a:b], test=rows[b:b + self.n_test])
 
     def initial_parameters(self) -> list[Parameter]:
-        return self.module.parameters()
+        return declare(self.module.parameters(), {
+            "solver.instruction": [answer_line("Answer: <value>", "the symbolic checker reads the value after it")],
+            "solver.retries": [whole_number(0, self.module.max_retries)]})
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
         problem = Variable(example.input, role="equation to solve for x")

@@ -33,6 +33,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, traced
 from tasks.protocols import STRICT, choose_protocol
+from tasks.validators import mentions_all, mentions_any
 from textgrad_core.task import DataError, Example, RubricItem, SimWorld, Splits, Task, check_size
 from textgrad_core.variable import Parameter, ParameterSet, Variable
 
@@ -253,12 +254,16 @@ class ToolUseTask(Task):
     def initial_parameters(self) -> list[Parameter]:
         params = [Parameter(value=INITIAL_INSTRUCTION, name="instruction",
                             role="system prompt of the agent that answers requests by calling one tool",
-                            constraints=['Keep the reply format: one JSON object {"tool": ..., "args": {...}}.'])]
+                            constraints=['Keep the reply format: one JSON object {"tool": ..., "args": {...}}.'],
+                            validators=[mentions_any(["JSON"], "the reply is parsed as one JSON object"),
+                                        mentions_all(["tool", "args"], "the keys of the JSON reply")])]
         for tool, text in INITIAL_DEFINITIONS.items():
-            args = ", ".join(inspect.signature(TOOLS[tool]).parameters)
+            names = list(inspect.signature(TOOLS[tool]).parameters)
             params.append(Parameter(value=text, name=f"tool.{tool}",
                                     role=f"definition of the tool '{tool}' shown to the agent: its description and argument docs",
-                                    constraints=[f"Keep the tool name '{tool}' and its argument names ({args}) unchanged."]))
+                                    constraints=[f"Keep the tool name '{tool}' and its argument names ({', '.join(names)}) "
+                                                 "unchanged."],
+                                    validators=[mentions_all([tool, *names], "the names the agent's calls must use")]))
         return params
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
