@@ -187,7 +187,7 @@ class Backprop:
                 op_name=op.name, op_kind=op.kind, op_description=op.description or "(no description)",
                 op_detail="\n".join(details), inputs=self.render_input(field, target, target_value),
                 output_role=op_output.role, output=output, feedback=fb,
-                siblings=self.siblings_section(siblings, sibling_values), target_field=field, target_role=target.role,
+                siblings=self.siblings_section(siblings, sibling_values), target_field=field,
                 trainable_note=", a trainable parameter" if isinstance(target, Parameter) else "", target_id=target.id,
             )
 

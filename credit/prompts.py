@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 BACKPROP_SYSTEM = (
-    "You are part of an optimization system that improves an AI pipeline. You receive one operation of the "
-    "pipeline, its inputs, its output, and feedback on that output. Explain how ONE of the inputs should change "
-    "so that the output improves. Give concrete, actionable feedback for that input only; do not rewrite it. "
-    "Feedback on a trainable input should name what guidance or content it lacks. If the output is already right "
-    "and the feedback asks for nothing, say that no change is needed for this input."
+    "You are part of an optimization system that improves an AI pipeline. Given one operation, one of its inputs, "
+    "its output and feedback on that output, explain how that input should change so that the output improves: "
+    "concrete, actionable feedback for it alone, not a rewrite; for a trainable input, name the guidance or content "
+    "it lacks. If the output is already right, say that no change is needed for this input."
 )
 
+# The closing line names the target by its field only: its role and trainability are in its <INPUT> tag above.
 BACKPROP_USER = """<OPERATION name="{op_name}" kind="{op_kind}">
 {op_description}
 </OPERATION>
@@ -25,7 +25,7 @@ BACKPROP_USER = """<OPERATION name="{op_name}" kind="{op_kind}">
 {feedback}
 </FEEDBACK_ON_OUTPUT>
 {siblings}
-Give feedback for the input '{target_field}' ({target_role}){trainable_note}.
+Give feedback for the input '{target_field}'{trainable_note}.
 <TARGET id="{target_id}" />"""
 
 OP_PROMPT = """<PROMPT_SENT>
@@ -75,14 +75,17 @@ output, in execution order, as `id = operation(field=input id, ...)  # role of t
 (lines starting with '|'; long values are cut with a visible mark). Parameter ids are their names. An id shown as
 `<input>` is a value no trainable parameter influences; the operations that produced it are omitted. A failed
 operation shows its error in place. Each example ends with the feedback on its output and its score.
-<PARAMETERS>
-{parameters}
-</PARAMETERS>
-<OPERATIONS>
+{parameters_section}<OPERATIONS>
 {operations}
 </OPERATIONS>
 {examples}
 </TRACE>"""
+
+# Its own template so that an optimizer prompt that lists every parameter itself can leave the whole section out.
+TRACE_PARAMETERS = """<PARAMETERS>
+{parameters}
+</PARAMETERS>
+"""
 
 TRACE_PARAMETER = """<PARAMETER id="{id}" kind="{kind}" role="{role}">
 {value}

@@ -37,8 +37,9 @@ class TracePropagation:
     is). `value_limit` is an optional hard cap per value. Each operation's description (and template, or source)
     is shown once per operation name; the feedback on each output is shown whole. Zero engine calls.
 
-    `details["parameter_blocks"]` holds each parameter's block exactly as written, so an optimizer that shows the
-    value itself can leave the trace's copy out (no value twice in one prompt).
+    `details["parameter_blocks"]` holds each parameter's block exactly as written, and `details["parameter_sections"]`
+    the whole PARAMETERS section (its exact text -> the ids it lists), so an optimizer that shows a value itself can
+    leave the trace's copy out, and one that shows every parameter the whole section (no value twice in one prompt).
     """
 
     name = "trace"
@@ -62,12 +63,14 @@ class TracePropagation:
                 cap = min(cap, self.value_limit) if self.value_limit is not None else cap
                 sections = [self.section(t, params, cap, path=path) for t, path in zip(traces, paths)]
                 text = self.render(sections)
+        blocks = self.parameter_blocks(sections)
         return CreditResult(strategy=self.name, kind=self.kind, trace=text,
                             scores={t.example_id: t.score for t in traces},
                             details={"trace_chars": len(text), "trace_tokens": approx_tokens(text),
                                      "value_limit": self.value_limit, "prompt_token_budget": self.prompt_token_budget,
                                      "value_cap": cap, "examples": [t.example_id for t in traces],
-                                     "parameter_blocks": self.parameter_blocks(sections)})
+                                     "parameter_blocks": blocks,
+                                     "parameter_sections": {self.parameters_section(sections): list(blocks)}})
 
     # ---- serialization ----------------------------------------------------------------------------------------
     @staticmethod
@@ -124,18 +127,19 @@ class TracePropagation:
 
     def render(self, sections: list[ExampleSection]) -> str:
         """The whole trace: the parameters and operation docs the sections use (once each), then the sections."""
-        parameters: dict[str, Parameter] = {}
         operations: dict[str, OpRecord] = {}
         for s in sections:
-            for p in s.parameters:
-                parameters.setdefault(p.id, p)
             for name, op in s.operations.items():
                 operations.setdefault(name, op)
         return prompts.TRACE.format(
-            n_examples=len(sections),
-            parameters="\n".join(self._parameter_block(p) for p in parameters.values()),
+            n_examples=len(sections), parameters_section=self.parameters_section(sections),
             operations="\n".join(self._operation_doc(op) for op in operations.values()),
             examples="\n".join(s.text for s in sections))
+
+    def parameters_section(self, sections: list[ExampleSection]) -> str:
+        """The PARAMETERS section exactly as `render` writes it: each parameter the sections use, once."""
+        blocks = self.parameter_blocks(sections)
+        return prompts.TRACE_PARAMETERS.format(parameters="\n".join(blocks.values())) if blocks else ""
 
     def parameter_blocks(self, sections: list[ExampleSection]) -> dict[str, str]:
         """Each parameter's block exactly as `render` writes it, by parameter id."""

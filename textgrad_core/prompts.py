@@ -40,11 +40,12 @@ JUDGE_USER_WITH_REFERENCE = """<EVALUATION_INSTRUCTION>
 
 TGD_SYSTEM = (
     "You improve one variable of an AI system (a prompt, an instruction, a piece of code or a number) "
-    "using feedback collected on the system's outputs. Make the smallest change that addresses the feedback, "
+    "using feedback on the system's outputs. Make the smallest change that addresses the feedback, "
     "keep what already works, and respect every constraint. "
     f"Write the complete new value between {NEW_VALUE_OPEN} and {NEW_VALUE_CLOSE}, and nothing after it."
 )
 
+# What to write, and between which delimiters, is said once, in TGD_SYSTEM.
 TGD_USER = """You are updating the variable '{name}' ({role}).
 
 <CURRENT_VALUE>
@@ -54,9 +55,7 @@ TGD_USER = """You are updating the variable '{name}' ({role}).
 Feedback on this variable, grouped by the example that produced it:
 <FEEDBACK>
 {feedback}
-</FEEDBACK>
-
-Write the complete improved value of '{name}' between {open} and {close}."""
+</FEEDBACK>"""
 
 TGD_CONSTRAINTS = """
 The new value must satisfy these constraints:
@@ -127,9 +126,9 @@ JOINT_SYSTEM = (
     "keep what already works, and respect every constraint. Reply with one JSON object and nothing else: "
     '{"reasoning": "<why these changes>", "updates": {"<parameter id>": <complete new value>}}. '
     "List only the parameters you change, by their exact id. A number parameter takes a JSON number, a code "
-    "parameter takes the complete Python source as a string, a text parameter takes a string, a choice parameter "
-    'one of its "choices", a demos parameter a JSON list of {"id", "input", "output"} objects whose ids are training '
-    'examples. Every value must satisfy its "contract".'
+    "parameter takes the complete Python source as a string, a text parameter takes a string. "
+    # A choice or demos parameter's own "contract" says what form its value takes (said once, where it applies).
+    'Every value must satisfy its "contract".'
 )
 
 JOINT_USER = """<JOINT_UPDATE>

@@ -1,10 +1,11 @@
 """What an optimizer's prompt takes from a credit result beyond its feedback text: each example's context (input and
-the system's output) and the trace's parameter blocks, so that no value is sent twice in one prompt.
+the system's output) and the trace's parameter blocks and sections, so that no value is sent twice in one prompt.
 
-Credit strategies publish both in `CreditResult.details`:
+Credit strategies publish them in `CreditResult.details`:
 - `example_context`: {example id: {"input": text, "output": text}};
-- `parameter_blocks`: {parameter id: the exact text of that parameter's block in `trace`}.
-Merged results (several backward() calls) and adaptive credit nest details; both are found at any depth.
+- `parameter_blocks`: {parameter id: the exact text of that parameter's block in `trace`};
+- `parameter_sections`: {the exact text of a parameters section of `trace`: [the ids of the parameters it lists]}.
+Merged results (several backward() calls) and adaptive credit nest details; each is found at any depth.
 """
 from __future__ import annotations
 
@@ -52,7 +53,15 @@ def example_contexts(credit: CreditResult, example_ids: list[str]) -> list[tuple
 
 
 def without_shown_parameters(text: str, credit: CreditResult, shown: list[Parameter]) -> str:
-    """`text` (a trace) with the blocks of the parameters the prompt already shows replaced by a short reference."""
+    """`text` (a trace) without the trace's copy of the values the prompt already shows.
+
+    A parameters section whose every parameter the prompt shows is left out whole (the prompt lists them by id,
+    which is how the trace refers to them); any other shown parameter's block becomes a short reference.
+    """
+    shown_ids = {p.id for p in shown}
+    for section, ids in credit_detail(credit, "parameter_sections").items():
+        if section and isinstance(ids, list) and set(ids) <= shown_ids and section in text:
+            text = text.replace(section, "")
     blocks = credit_detail(credit, "parameter_blocks")
     for param in shown:
         block = blocks.get(param.id)

@@ -30,7 +30,7 @@ class TGD(ScriptStepping):
     accepts = frozenset({"per_parameter", "trace", "scores"})
 
     def __init__(self, params: Any = None, memory: int = 0, update_examples: list[str] | None = None,
-                 max_tokens: int = 2048, temperature: float = 0.0, example_context: bool = True,
+                 max_tokens: int = 2048, temperature: float = 0.0, example_context: bool = False,
                  prompt_token_budget: int | None = 12000, *, engine: Engine | None = None):
         self._bind(params, engine)  # only a script's step() uses them; the trainer passes its own
         self.memory = memory  # how many past (value, feedback) pairs to show: the "momentum" of TextGrad
