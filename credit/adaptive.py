@@ -4,6 +4,7 @@ from __future__ import annotations
 from credit.backprop import Backprop
 from credit.semantic import SemanticBackprop
 from credit.trace import TracePropagation, approx_tokens
+from textgrad_core.checkpoint import malformed, object_state, restore_object
 from textgrad_core.credit import TRACE, CreditResult, ExampleTrace
 from textgrad_core.engines import Engine
 from textgrad_core.errors import ConfigError
@@ -74,3 +75,14 @@ class AdaptiveCredit:
     def _in_batch_order(traces: list[ExampleTrace], ids: list[str]) -> list[str]:
         wanted = set(ids)
         return [t.example_id for t in traces if t.example_id in wanted]
+
+    def state_dict(self) -> dict:
+        """The state of its two parts (trace and fallback strategy), as JSON, for a checkpoint; the switch keeps none."""
+        return {"trace": object_state(self.trace), "fallback": object_state(self.fallback)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put back what `state_dict` returned."""
+        if not isinstance(state, dict) or set(state) != {"trace", "fallback"}:
+            raise malformed(type(self).__name__, "expected the states of its trace and fallback parts")
+        restore_object(self.trace, state["trace"])
+        restore_object(self.fallback, state["fallback"])

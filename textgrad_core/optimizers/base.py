@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from textgrad_core import prompts
+from textgrad_core.checkpoint import malformed
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine, LLMRequest, Message, run_sync
 from textgrad_core.errors import ConfigError, ParseError
@@ -122,6 +123,16 @@ class ScriptStepping:
         """Forget the credit backward() left on the parameters (step() does this after applying it)."""
         for p in getattr(self, "params", []):
             p.pending_credit = []
+
+    # Checkpoints: each shipped optimizer's state_dict() starts from these, so a resumed script counts on.
+    def _stepping_state(self) -> dict[str, Any]:
+        return {"steps_taken": getattr(self, "steps_taken", 0)}
+
+    def _load_stepping_state(self, state: Any) -> None:
+        steps = state.get("steps_taken") if isinstance(state, dict) else None
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise malformed(type(self).__name__, "steps_taken is not a count")
+        self.steps_taken = steps
 
 
 def apply_proposal(params: list[Parameter], proposal: Proposal, step: int) -> list[UpdateEvent]:

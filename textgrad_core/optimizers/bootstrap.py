@@ -34,6 +34,13 @@ class BootstrapDemos(ScriptStepping):
         self.max_demos = max_demos
         self.min_score = min_score
 
+    def state_dict(self) -> dict[str, Any]:
+        """What changes between steps, as JSON, for a checkpoint: only the count of script steps (no memory)."""
+        return self._stepping_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned."""
+        self._load_stepping_state(state)
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,

@@ -105,6 +105,13 @@ class JointUpdate(ScriptStepping):
         self.temperature = temperature
         self.prompt_token_budget = prompt_token_budget  # tokens ~ characters / 4; the trace is cut head and tail past it
 
+    def state_dict(self) -> dict[str, Any]:
+        """What changes between steps, as JSON, for a checkpoint: only the count of script steps (no memory)."""
+        return self._stepping_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned."""
+        self._load_stepping_state(state)
 
     def prompt(self, params: list[Parameter], credit: CreditResult) -> str:
         """The user message: the parameters as JSON and the trace (or feedback), between the simulator's markers."""

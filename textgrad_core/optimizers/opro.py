@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from textgrad_core import prompts
+from textgrad_core.checkpoint import malformed
 from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult, mean_score
 from textgrad_core.engines import Engine
 from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value
@@ -25,6 +26,11 @@ class ScoredValues:
     steps: list[int] = field(default_factory=list)
 
 
+def _key(values: dict[str, Any]) -> str:
+    """The history's key for a set of values: their canonical JSON."""
+    return json.dumps(values, sort_keys=True, default=str)
+
+
 class OPRO(ScriptStepping):
     """Optimization by PROmpting: one proposal per parameter per step, from the top-k scored values so far."""
 
@@ -40,6 +46,25 @@ class OPRO(ScriptStepping):
         self.temperature = temperature
         self.history: dict[str, ScoredValues] = {}  # canonical JSON of the values -> their record
 
+    def state_dict(self) -> dict[str, Any]:
+        """The scored history as JSON, oldest first (its order breaks ties in `top`), for a checkpoint."""
+        return {**self._stepping_state(),
+                "history": [{"values": e.values, "score": e.score, "steps": list(e.steps)} for e in self.history.values()]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned (a resumed run shows the same scored values in its prompts)."""
+        self._load_stepping_state(state)
+        saved = state.get("history")
+        if not isinstance(saved, list):
+            raise malformed(type(self).__name__, "history is not a list")
+        history: dict[str, ScoredValues] = {}
+        for i, e in enumerate(saved):
+            if not (isinstance(e, dict) and set(e) == {"values", "score", "steps"} and isinstance(e["values"], dict)
+                    and isinstance(e["score"], (int, float)) and not isinstance(e["score"], bool)
+                    and isinstance(e["steps"], list) and all(type(s) is int for s in e["steps"])):
+                raise malformed(type(self).__name__, f"history[{i}] is not (values, score, steps)")
+            history[_key(e["values"])] = ScoredValues(dict(e["values"]), e["score"], list(e["steps"]))
+        self.history = history
 
     def record(self, params: list[Parameter], credit: CreditResult, step: int) -> None:
         """Add the score of the current values (mean over the minibatch); once per step and values."""
@@ -47,7 +72,7 @@ class OPRO(ScriptStepping):
         if score is None:
             return
         values = {p.id: p.value for p in params}
-        key = json.dumps(values, sort_keys=True, default=str)
+        key = _key(values)
         entry = self.history.get(key)
         if entry is None:
             self.history[key] = ScoredValues(values, score, [step])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from textgrad_core import prompts
+from textgrad_core.checkpoint import malformed
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine
 from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, render_feedback, request_value
@@ -43,6 +44,26 @@ class TGD(ScriptStepping):
         self.prompt_token_budget = prompt_token_budget
         self._past: dict[str, list[_PastUpdate]] = {}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The memory of past (value, feedback) pairs per parameter, as JSON, for a checkpoint."""
+        return {**self._stepping_state(),
+                "past": {pid: [{"step": p.step, "value": p.value, "feedback": p.feedback} for p in past]
+                         for pid, past in self._past.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned (a resumed run shows the same memory in its prompts)."""
+        self._load_stepping_state(state)
+        saved = state.get("past")
+        if not isinstance(saved, dict):
+            raise malformed(type(self).__name__, "past is not an object of parameter ids")
+        past: dict[str, list[_PastUpdate]] = {}
+        for pid, entries in saved.items():
+            if not isinstance(entries, list) or not all(
+                    isinstance(e, dict) and set(e) == {"step", "value", "feedback"} and type(e["step"]) is int
+                    and isinstance(e["value"], str) and isinstance(e["feedback"], str) for e in entries):
+                raise malformed(type(self).__name__, f"the memory of '{pid}' is not a list of (step, value, feedback)")
+            past[pid] = [_PastUpdate(e["step"], e["value"], e["feedback"]) for e in entries]
+        self._past = past
 
     async def propose(self, params: list[Parameter], credit: CreditResult, engine: Engine, step: int,
                       events: JsonlLog | None = None, sample_index: int = 0,
