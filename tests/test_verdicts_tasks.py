@@ -116,9 +116,10 @@ def _attacks(fallback: str, steal_names: str, steal_marker: str, forged_record: 
 # ---- Battleship: the policy attacks; only the judge holds the board --------------------------------------------------
 
 EVERY_SQUARE = [[r, c] for r in range(8) for c in range(8)]
-BS_STOLEN = '''    for value in found:  # the board (ship cells) or the shot record, if the attack reached them
+BS_STOLEN = '''    for value in found:  # the shot record, if the attack reached it: every square "fired" first
         if isinstance(value, dict) and isinstance(value.get("shots"), list):
             value["shots"][:0] = [[r, c] for r in range(8) for c in range(8)]
+    for value in found:  # the board (ship cells), if the attack reached it: fire at a ship
         for ship in (value if isinstance(value, list) else []):
             for cell in (ship if isinstance(ship, (set, list)) else []):
                 return [int(x) for x in cell]
@@ -159,8 +160,8 @@ def _policies(name: str) -> list[tuple[str, str, str]]:
 
 @pytest.fixture(scope="module")
 def boards():
-    """Three boards, the ones an attack would most likely hit on row 0 included."""
-    return bs.BattleshipTask().load_splits().train[:3]
+    """Two boards (a forged record or a stolen board scores on any board)."""
+    return bs.BattleshipTask().load_splits().train[:2]
 
 
 def _play(task, example, reason: str, act: str):
