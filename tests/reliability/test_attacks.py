@@ -13,7 +13,10 @@ import pytest
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 ATTACK_FILES = ("test_sandbox.py", "test_sandbox_forged_code.py", "test_sandbox_reads.py", "test_verdicts.py",
-                "test_parsers_fuzz.py", "test_validators.py", "test_bad_inputs.py")
+                "test_verdicts_tasks.py", "test_parsers_fuzz.py", "test_validators.py", "test_bad_inputs.py")
+# test_verdicts_tasks.py: a test's task, from the words of its name (its class is "forged verdicts: <task>").
+VERDICT_TASKS = (("battleship", "battleship"), ("humaneval_sf", "humaneval_sf"),
+                 ("sample_filter", "humaneval_sf"), ("math_sympy", "math_sympy"))
 # A test's class, from its file and the words of its name (first match wins).
 SANDBOX_WORDS = (("forged code", ("forged", "guard", "marshal", "code_object", "codetype")),
                  ("reads", ("read",)), ("writes", ("writ",)),
@@ -30,6 +33,9 @@ def attack_class(file: str, name: str) -> str:
     low = name.lower()
     if file == "test_verdicts.py":
         return "forged verdicts"
+    if file == "test_verdicts_tasks.py":
+        task = next((task for word, task in VERDICT_TASKS if word in low), "other tasks")
+        return f"forged verdicts: {task}"
     if file == "test_parsers_fuzz.py":
         return "hostile replies (every parser, fuzzed)"
     if file == "test_validators.py":
@@ -66,6 +72,10 @@ def test_attack_class_of_a_test():
     assert attack_class("test_sandbox.py", "test_fork_bomb_is_refused") == "sandbox: processes"
     assert attack_class("test_sandbox.py", "test_socket_to_local_listener_fails") == "sandbox: network"
     assert attack_class("test_verdicts.py", "anything") == "forged verdicts"
+    assert attack_class("test_verdicts_tasks.py", "test_battleship_attack_scores_zero[exit 0 early-act]") == \
+        "forged verdicts: battleship"
+    assert attack_class("test_verdicts_tasks.py", "test_sample_filter_attack_fails_the_public_tests[x]") == \
+        "forged verdicts: humaneval_sf"
 
 
 @pytest.mark.reliability_full
