@@ -12,24 +12,37 @@ import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from typing import TYPE_CHECKING, Any, Iterator
 
 from experiments import sweep as sweeps
-from experiments.factory import (build_credit, build_engines, build_optimizer, build_search, load_task, plug_in_overrides,
-                                 role_configs)
-from experiments.progress import ProgressReporter
-from experiments.publish import publish_run
-from experiments.report import print_summary
-from textgrad_core.engines.http_logging import route_http_logs, unroute_http_logs
 from textgrad_core.errors import ConfigError, TextgradError
-from textgrad_core.rundir import RunDir
-from textgrad_core.trainer import Trainer, TrainerConfig
 
-# use_cache: Hydra copies the launching process's value into every job's config (remote workers included).
-OmegaConf.register_new_resolver("sweep_dir", sweeps.sweep_dir, replace=True, use_cache=True)
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from experiments.progress import ProgressReporter
+    from textgrad_core.rundir import RunDir
+    from textgrad_core.trainer import Trainer, TrainerConfig
+
+# Hydra, OmegaConf, the trainer and the engines are imported where they are used, not here: the command line
+# reports a config error before any of them is loaded (see experiments.cli_preflight and cli() below).
+
+
+def _register_resolvers() -> None:
+    """`${sweep_dir:...}` in configs/config.yaml: one sweep directory per launch."""
+    from omegaconf import OmegaConf
+
+    # use_cache: Hydra copies the launching process's value into every job's config (remote workers included).
+    OmegaConf.register_new_resolver("sweep_dir", sweeps.sweep_dir, replace=True, use_cache=True)
+
+
+def __getattr__(name: str) -> Any:
+    # `from experiments.run import plug_in_overrides` keeps working without importing the factory up front.
+    if name == "plug_in_overrides":
+        from experiments.factory import plug_in_overrides
+
+        return plug_in_overrides
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None = None,
@@ -39,6 +52,13 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
     `job` describes a sweep job ({"num", "sweep_dir", "overrides"}); None for a single run, whose command-line
     `overrides` are recorded in run.json.
     """
+    from omegaconf import DictConfig, OmegaConf
+
+    from experiments.factory import build_credit, build_engines, build_optimizer, build_search, load_task, role_configs
+    from experiments.publish import publish_run
+    from textgrad_core.trainer import Trainer, TrainerConfig
+
+    _register_resolvers()
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     resume = plain.get("resume")
     if resume:
@@ -90,6 +110,8 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
 
 def _progress(cfg: TrainerConfig, job: dict[str, Any] | None, simulated: bool, engines: Any) -> ProgressReporter | None:
     """A line per step (prefixed with the job in a sweep) and a bar for long evaluations; none with progress=false."""
+    from experiments.progress import ProgressReporter
+
     if not cfg.progress:
         return None
     reporter = ProgressReporter(job=job["num"] if job else None, max_steps=cfg.max_steps,
@@ -122,6 +144,8 @@ def _saved_config(path: Path, given: dict[str, Any], overrides: list[str]) -> di
     Only the budget may change on resume (a run stopped by its budget goes on with a larger one): anything else
     would make the resumed run a different experiment.
     """
+    from omegaconf import OmegaConf
+
     file = path / "config.yaml"
     if not file.is_file() or not (path / "checkpoint.json").is_file():
         raise ConfigError(f"resume={path}: not a run directory with a checkpoint (config.yaml and checkpoint.json); "
@@ -140,6 +164,8 @@ def _saved_config(path: Path, given: dict[str, Any], overrides: list[str]) -> di
 
 def _run_dir(plain: dict[str, Any], simulated: bool, job: dict[str, Any] | None, resume: str | None,
              overrides: list[str]) -> RunDir:
+    from textgrad_core.rundir import RunDir
+
     if resume:
         return RunDir(resume, simulated, resume=True)
     info = {"job": job["num"] if job else None, "sweep_dir": job["sweep_dir"] if job else None,
@@ -175,6 +201,8 @@ def _read_summary(run: RunDir) -> dict[str, Any]:
 def _run_log(path: Path) -> Iterator[None]:
     """Python logging of the run goes to run.log (HTTP client detail included); the console shows only warnings
     and the progress bar."""
+    from textgrad_core.engines.http_logging import route_http_logs, unroute_http_logs
+
     root = logging.getLogger()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -210,8 +238,16 @@ def _job() -> tuple[dict[str, Any] | None, list[str]]:
     return {"num": int(hc.job.num), "sweep_dir": str(hc.sweep.dir), "overrides": overrides}, overrides
 
 
-@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main() -> None:
+    """Hydra's entry point: compose the config from sys.argv and run the job (or every job of a sweep)."""
+    import hydra
+
+    _register_resolvers()
+    hydra.main(config_path="../configs", config_name="config", version_base="1.3")(_hydra_job)()
+
+
+def _hydra_job(cfg: DictConfig) -> None:
+    """One job, as Hydra (or a launcher's worker) calls it."""
     job, overrides = _job()
     try:
         summary = run_experiment(cfg, job, overrides)
@@ -226,6 +262,8 @@ def main(cfg: DictConfig) -> None:
         if job is None:
             sys.exit(2)
     elif job is None:
+        from experiments.report import print_summary
+
         print_summary(summary)
     else:  # a sweep prints one line per job (and `python -m experiments.progress <sweep dir>` lists them all)
         print(f"[job {job['num']:03d}] {summary.get('status')}: val {summary['val']['initial']} -> "
@@ -235,8 +273,17 @@ def main(cfg: DictConfig) -> None:
 def cli(argv: list[str]) -> int:
     """The command line: validate every job's config first, then hand over to Hydra; exit 0 only when every run
     (every job of a sweep, whichever launcher ran it) completed."""
+    from experiments.cli_preflight import group_choice_problem
+
+    problem = group_choice_problem(argv)  # before Hydra, pydantic or an engine is imported: one line at once
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from experiments.factory import plug_in_overrides
+
     argv = plug_in_overrides(argv)
     sweep = sweeps.sweep_id()  # made once here, inherited by the jobs of a parallel launcher
+    _register_resolvers()
     try:
         from experiments.validate import preflight
 

@@ -13,15 +13,19 @@ A script's loop:
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from textgrad_core import registry
-from textgrad_core.credit import CreditResult, traces_from_losses
 from textgrad_core.engines import Engine, build_engine, run_sync
 from textgrad_core.engines.sim import RubricItem, SimWorld
 from textgrad_core.errors import ConfigError
-from textgrad_core.graph import post_order
 from textgrad_core.variable import Parameter, Variable
+
+if TYPE_CHECKING:
+    from textgrad_core.credit import CreditResult
+
+# The credit and graph modules (and networkx under them) are imported by backward(), not here: loss.py imports
+# this module, so every task and script would otherwise load networkx before its first forward call.
 
 # The simulator's world for a script without a task: three generic kinds of guidance, so that simulated credit
 # names what an instruction lacks and the simulated optimizer adds it. It knows no answers: forward calls never
@@ -119,6 +123,8 @@ async def abackward(losses: Variable | Iterable[Variable], credit: Any = "backpr
         if not hasattr(strategy, attr):
             raise ConfigError(f"backward(credit=...) needs a credit strategy (name, kind, async assign), "
                               f"got {type(strategy).__name__} without '{attr}'.")
+    from textgrad_core.credit import traces_from_losses
+
     traces = traces_from_losses(batch, example_ids)
     targets = _parameters(params, batch)
     result = await strategy.assign(traces, targets, engine if engine is not None else _NoEngine(strategy))
@@ -143,6 +149,8 @@ def _parameters(params: Any, losses: list[Variable]) -> list[Parameter]:
         if bad:
             raise ConfigError(f"params= takes Parameters (or a ParameterSet), got {bad[0]}.")
         return found
+    from textgrad_core.graph import post_order
+
     found, seen = [], set()
     for loss in losses:
         for var in post_order(loss):
