@@ -165,17 +165,20 @@ def child_env(workdir: str) -> dict[str, str]:
     }
 
 
-def child_config(job: Job, *, workdir: str, uid: int | None, kernel: bool) -> dict:
-    """The JSON record the launcher and the runner read from their config descriptor."""
+def child_config(job: Job, *, workdir: str, uid: int | None, kernel: bool, mounts: bool = True) -> dict:
+    """The JSON record the launcher and the runner read from their config descriptor.
+
+    ``mounts=False`` for a child of the warm pool's zygote: its mount view is the zygote's,
+    built once, so the per-run record leaves out what only the launcher reads to build one."""
     plan = Plan.get()
-    hide = [[d, plan.exposed_in(d, (workdir, RUNNER))] for d in plan.hide if workdir != d]
+    hide = [[d, plan.exposed_in(d, (workdir, RUNNER))] for d in plan.hide if workdir != d] if mounts else []
     return {
         "workdir": workdir,
         "uid": uid,
         "kernel": kernel,
         "audit": job.audit,
         "hide": hide,
-        "cover": plan.cover,
+        "cover": plan.cover if mounts else [],
         "exe": plan.exe,
         "stdlib_probe": plan.stdlib_probe,
         "runner": RUNNER,

@@ -49,6 +49,9 @@ class Zygote:
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.lock = threading.Lock()
         self.waiters: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future, asyncio.Future]] = {}
+        # run id -> pid (in the zygote's pid namespace) of each run forked and not yet reaped
+        self.live: dict[int, int] = {}
+        self.host_pid: int | None = None
         self.next_id = 0
         self.alive = True
         cfg_file, st_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()
@@ -81,6 +84,7 @@ class Zygote:
                 raise OSError(f"the sandbox zygote did not start: {detail}")
             self.layers = list(status.get("layers") or [])
             self.notes = list(status.get("notes") or [])
+            self.host_pid = _only_child(self.proc.pid)
         finally:
             cfg_file.close()
             st_file.close()
@@ -105,6 +109,10 @@ class Zygote:
             msg = json.loads(data)
             with self.lock:
                 entry = self.waiters.get(msg.get("id"))
+                if "pid" in msg:
+                    self.live[msg.get("id")] = msg["pid"]
+                elif "exit" in msg:
+                    self.live.pop(msg.get("id"), None)
                 if entry is not None and "exit" in msg:
                     del self.waiters[msg["id"]]
             if entry is None:
@@ -138,6 +146,45 @@ class Zygote:
         except OSError:
             pass
 
+    def strays(self) -> bool:
+        """Whether the zygote has a child that is not the main process of a live run.
+
+        Every process of a finished run that is still alive descends from such a child: when a
+        run's main process dies, the kernel hands its children to the zygote (pid 1 of the pid
+        namespace) before the zygote can reap the main process and report its exit.  So
+        reading this one short list tells whether the costly scan of every process for the
+        run's uid (``kill_uid``) has anything to find; if the list cannot be read, it has."""
+        if self.host_pid is None:
+            return True
+        try:
+            with open(f"/proc/{self.host_pid}/task/{self.host_pid}/children", "rb") as f:
+                children = f.read().split()
+        except OSError:
+            return True
+        with self.lock:
+            mains = set(self.live.values())
+        for child in children:
+            try:
+                with open(b"/proc/%s/status" % child, "rb") as f:
+                    ns_pid = int(f.read().split(b"\nNSpid:", 1)[1].split(b"\n", 1)[0].split()[-1])
+            except (OSError, ValueError, IndexError):
+                return True
+            if ns_pid not in mains:
+                return True
+        return False
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time the zygote used so far, its reaped children (the runs) included."""
+        if self.host_pid is None:
+            return None
+        try:
+            with open(f"/proc/{self.host_pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        # utime, stime, cutime, cstime: fields 14-17 of stat(5), counted after "(comm)"
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         """Stop the zygote (its pid namespace takes every run with it)."""
         self.alive = False
@@ -154,6 +201,16 @@ class Zygote:
             os.rmdir(self.runs_root)
         except OSError:
             pass
+
+
+def _only_child(pid: int) -> int | None:
+    """The pid of the single child of process ``pid`` (the launcher's child is the zygote)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            children = f.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if len(children) == 1 else None
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, value) -> None:
@@ -220,9 +277,10 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
     in_r, in_w = os.pipe() if job.stdin else (os.open(os.devnull, os.O_RDONLY), -1)
     transports: list[asyncio.BaseTransport] = []
     tasks: dict[str, asyncio.Future] = {}
-    run = None
+    run = exit_fut = None
+    killed = False
     try:
-        cfg = child_config(job, workdir=workdir, uid=uid, kernel=kernel)
+        cfg = child_config(job, workdir=workdir, uid=uid, kernel=kernel, mounts=False)
         cfg["zygote_layers"] = z.layers
         cfg_file.write(json.dumps(cfg).encode("ascii"))
         cfg_file.flush()
@@ -253,10 +311,10 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
         duration = time.monotonic() - start
         # The run's main process is gone (or timed out): nothing of it may outlive it.
         z.tell("kill", run)
-        if uid is not None:
-            kill_uid(uid)
         if timed_out:
             await asyncio.wait({exit_fut}, timeout=2.0)
+        _kill_leftovers(z, uid, exit_fut)
+        killed = True
         _, still = await asyncio.wait({tasks["out"], tasks["err"]}, timeout=2.0)
         for t in still:
             t.cancel()
@@ -276,9 +334,9 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
             if not t.done():
                 t.cancel()
         if run is not None:
-            z.tell("kill", run)
-            if uid is not None:
-                kill_uid(uid)
+            if not killed:
+                z.tell("kill", run)
+                _kill_leftovers(z, uid, exit_fut)
             z.tell("done", run)
         free_uid(uid)
         for tr in transports:
@@ -288,6 +346,13 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
                 os.close(fd)
         cfg_file.close()
         st_file.close()
+
+
+def _kill_leftovers(z: Zygote, uid: int | None, exit_fut: asyncio.Future | None) -> None:
+    """Kill every process of the run's uid, unless the zygote's children prove there is none:
+    the run's main process was reaped and nothing else the zygote did not fork survives."""
+    if uid is not None and (exit_fut is None or not exit_fut.done() or z.strays()):
+        kill_uid(uid)
 
 
 def _write_all(fd: int, data: bytes) -> None:

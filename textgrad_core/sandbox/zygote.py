@@ -30,7 +30,8 @@ WARM_MODULES = ("json", "traceback", "linecache", "typing", "pathlib", "math", "
                 "itertools", "functools", "heapq", "bisect", "string", "random", "hashlib", "copy",
                 "fractions", "decimal", "statistics", "datetime", "tempfile", "io", "operator",
                 "dataclasses", "enum", "array", "struct", "textwrap", "unicodedata", "atexit",
-                "threading", "selectors", "socket", "signal")
+                "threading", "selectors", "socket", "signal",
+                "resource")  # every child sets its rlimits: no extension module loaded per run
 
 
 def load(path, name):
@@ -229,6 +230,11 @@ def main():
                 pass
         ctl = socket.socket(fileno=ctl_fd)
         os.close(st_fd)
+        # Everything allocated so far lives as long as the zygote: out of the collector's
+        # sight, a child's collections do not touch (and so copy) the pages it shares.
+        import gc
+        gc.collect()
+        gc.freeze()
     except BaseException as e:
         z["runner"].emit(st_fd, {"launch_error": "zygote: %s: %s" % (type(e).__name__, e)})
         os._exit(126)
