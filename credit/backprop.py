@@ -11,7 +11,7 @@ from credit import prompts
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ExampleTrace, ParameterFeedback
 from textgrad_core.engines import Engine, LLMRequest
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, clip_middle, fit_texts
-from textgrad_core.variable import Parameter, Variable
+from textgrad_core.variable import OpRecord, Parameter, Variable
 
 # An input value shorter than this is not replaced by a reference in the quoted prompt: it could match by accident,
 # and the reference itself is about this long.
@@ -171,8 +171,7 @@ class Backprop:
         siblings = self.sibling_inputs(op_output, target)
         shown = [(field, target, "INPUTS")] + [(f, v, "SIBLINGS") for f, v in siblings]
         quoted = self.prompt_sent(op.prompt, shown) if op.prompt else None
-        texts = [quoted or "", feedback] + [render_value(v, self.value_limit) for v in
-                                            [target.value, op_output.value] + [var.value for _, var in siblings]]
+        texts = [quoted or "", feedback] + self.values_once(field, target, op_output, siblings)
 
         def build(texts: list[str]) -> str:
             sent, fb, target_value, output, *sibling_values = texts
@@ -184,7 +183,7 @@ class Backprop:
             if op.error:
                 details.append(prompts.OP_ERROR.format(error=op.error))
             return prompts.BACKPROP_USER.format(
-                op_name=op.name, op_kind=op.kind, op_description=op.description or "(no description)",
+                op_name=op.name, op_kind=op.kind, op_description=describe(op),
                 op_detail="\n".join(details), inputs=self.render_input(field, target, target_value),
                 output_role=op_output.role, output=output, feedback=fb,
                 siblings=self.siblings_section(siblings, sibling_values), target_field=field,
@@ -196,6 +195,23 @@ class Backprop:
             fixed = len(text) - sum(map(len, texts))
             text = build(fit_texts(texts, self.prompt_token_budget * CHARS_PER_TOKEN - fixed - 50 * len(texts)))
         return text
+
+    def values_once(self, field: str, target: Variable, op_output: Variable,
+                    siblings: list[tuple[str, Variable]]) -> list[str]:
+        """The target's, the output's and each sibling's value as the prompt shows them, in that order: a value equal
+        to one shown before it (an op that passes its input through, two identical siblings) becomes a reference."""
+        shown: dict[str, str] = {}
+        out = []
+        for value, where in [(target.value, prompts.SAME_AS_INPUT.format(field=field)), (op_output.value, prompts.SAME_AS_OUTPUT)] + \
+                [(var.value, prompts.SAME_AS_SIBLING.format(field=f)) for f, var in siblings]:
+            text = str(value)
+            if len(text) >= MIN_DEDUP_CHARS and text in shown:
+                out.append(shown[text])
+                continue
+            if len(text) >= MIN_DEDUP_CHARS:
+                shown[text] = where
+            out.append(render_value(value, self.value_limit))
+        return out
 
     @staticmethod
     def prompt_sent(messages: list[dict[str, str]], shown: list[tuple[str, Variable, str]]) -> str:
@@ -223,6 +239,15 @@ class Backprop:
                                              trainable="true" if var.requires_grad else "false", value=value)
                  for (field, var), value in zip(siblings, values)]
         return prompts.SEMANTIC_SIBLINGS.format(siblings="\n".join(items)) if items else ""
+
+
+def describe(op: OpRecord) -> str:
+    """The op's description for a prompt; a reference when it is the docstring of the source the prompt shows."""
+    if not op.description:
+        return prompts.NO_DESCRIPTION
+    if op.source and op.description in op.source:
+        return prompts.DESCRIPTION_IN_SOURCE
+    return op.description
 
 
 def aggregate(items: list[tuple[str, str]]) -> str:

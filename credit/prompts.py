@@ -35,6 +35,15 @@ OP_PROMPT = """<PROMPT_SENT>
 # In the quoted prompt of an op, a value that this edge prompt shows in full elsewhere (sent once, not twice).
 VALUE_SHOWN_BELOW = "[the value of input '{field}', shown in {where} below]"
 
+# A value of the edge prompt equal to one it showed above (e.g. an op that passes its input through), not repeated.
+SAME_AS_INPUT = "(the same value as the input '{field}' above)"
+SAME_AS_OUTPUT = "(the same value as the output above)"
+SAME_AS_SIBLING = "(the same value as the sibling '{field}' above)"
+
+NO_DESCRIPTION = "(no description)"
+# A function op's description is usually its docstring, which the source shown with it already holds.
+DESCRIPTION_IN_SOURCE = "(described by the docstring in its source)"
+
 OP_SOURCE = """<SOURCE>
 {source}
 </SOURCE>"""
@@ -106,13 +115,21 @@ source:
 TRACE_OP_SOURCE_IS_INPUT = """
 source: the value of its input '{field}'"""
 
-TRACE_EXAMPLE = """<EXAMPLE id="{example_id}" score="{score}">
+TRACE_EXAMPLE = """<EXAMPLE {attributes}>
 {lines}
-output: {output_id}
+{end}
+</EXAMPLE>"""
+
+TRACE_EXAMPLE_ATTRIBUTES = 'id="{example_id}" score="{score}"'
+
+TRACE_EXAMPLE_END = """output: {output_id}
 <OUTPUT_FEEDBACK>
 {feedback}
-</OUTPUT_FEEDBACK>
-</EXAMPLE>"""
+</OUTPUT_FEEDBACK>"""
+
+# A value line for a value the trace already showed: where to find it (no value twice in one prompt).
+TRACE_SAME_AS = "(the same value as {id} in example {example_id})"
+TRACE_SAME_AS_PARAMETER = "(the same value as parameter {id})"
 
 TRACE_INPUT_LINE = "{id} = <input>  # {role}"
 

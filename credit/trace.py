@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from credit import prompts
-from credit.backprop import render_value
+from credit.backprop import MIN_DEDUP_CHARS, describe, render_value
 from textgrad_core.credit import TRACE, CreditResult, ExampleTrace, score_text
 from textgrad_core.engines import Engine
 from textgrad_core.graph import Graph
@@ -20,10 +20,14 @@ class ExampleSection:
     """One example of the trace: its serialized block and what the shared header must describe for it."""
 
     example_id: str
-    text: str
+    header: str  # the EXAMPLE tag's attributes
+    footer: str  # the output id and the feedback on it
+    # The block's lines; an int is the index of a value in `values`, written by `render` (whole, cut, or as a
+    # reference when the trace already showed the same value: which depends on the sections before it).
+    lines: list[str | int] = field(default_factory=list)
+    values: list[tuple[str, str, str]] = field(default_factory=list)  # (value text, its block, a reference to it)
     operations: dict[str, OpRecord] = field(default_factory=dict)  # op name -> a record of it (for its docs)
     parameters: list[Parameter] = field(default_factory=list)
-    value_lengths: list[int] = field(default_factory=list)  # characters of each value shown, before any cut
 
 
 class TracePropagation:
@@ -34,8 +38,10 @@ class TracePropagation:
     values are shown whole (the optimizer rewrites them), once for the minibatch. Every other value is shown whole
     while the whole trace fits `prompt_token_budget` (tokens ~ characters / 4); past it, the longest values are cut
     to one shared length keeping head and tail around a visible mark (the end of a response is where its answer
-    is). `value_limit` is an optional hard cap per value. Each operation's description (and template, or source)
-    is shown once per operation name; the feedback on each output is shown whole. Zero engine calls.
+    is). A value identical to one shown earlier in the trace (a parameter's, or an earlier operation's of any
+    example) is written as a reference to it, not again. `value_limit` is an optional hard cap per value. Each
+    operation's description (and template, or source) is shown once per operation name; the feedback on each output
+    is shown whole. Zero engine calls.
 
     `details["parameter_blocks"]` holds each parameter's block exactly as written, and `details["parameter_sections"]`
     the whole PARAMETERS section (its exact text -> the ids it lists), so an optimizer that shows a value itself can
@@ -53,9 +59,8 @@ class TracePropagation:
         """The serialized trace of the whole minibatch, with every example's score."""
         paths = [self.path(t, params) for t in traces]  # cut once: a second, capped pass reuses them
         sections = [self.section(t, params, path=path) for t, path in zip(traces, paths)]
-        text, cap = self.render(sections), None
+        (text, lengths), cap = self.render_measured(sections), None
         if self.prompt_token_budget is not None and approx_tokens(text) > self.prompt_token_budget:
-            lengths = [n for s in sections for n in s.value_lengths]
             shown = sum(min(n, self.value_limit) if self.value_limit is not None else n for n in lengths)
             room = self.prompt_token_budget * CHARS_PER_TOKEN - (len(text) - shown) - 60 * len(lengths)
             cap = shared_cap(lengths, room)
@@ -86,16 +91,18 @@ class TracePropagation:
         `path` is `self.path(trace, params)` when the caller already has it (serializing twice cuts once).
         """
         sub, order = path if path is not None else self.path(trace, params)
-        section = ExampleSection(trace.example_id, "")
-        lines: list[str] = []
+        section = ExampleSection(trace.example_id, prompts.TRACE_EXAMPLE_ATTRIBUTES.format(
+            example_id=trace.example_id, score=score_text(trace.score)), "")
+        lines = section.lines
         limit = self.value_limit if cap is None else cap
 
-        def value_block(value: object) -> str:
-            section.value_lengths.append(len(str(value)))
-            return self._value_block(value, limit)
+        def value_block(var: Variable) -> int:
+            section.values.append((str(var.value), self._value_block(var.value, limit),
+                                   prompts.TRACE_SAME_AS.format(id=var.id, example_id=trace.example_id)))
+            return len(section.values) - 1
 
-        def input_lines(var: Variable) -> list[str]:
-            return [prompts.TRACE_INPUT_LINE.format(id=var.id, role=var.role), value_block(var.value)]
+        def input_lines(var: Variable) -> list[str | int]:
+            return [prompts.TRACE_INPUT_LINE.format(id=var.id, role=var.role), value_block(var)]
 
         if trace.output.id not in sub.g:
             lines.append(prompts.TRACE_NO_PATH)
@@ -116,25 +123,52 @@ class TracePropagation:
                 section.operations.setdefault(var.op.name, var.op)
                 arguments = ", ".join(f"{f}={inp.id}" for f, inp in var.op.inputs)
                 lines.append(prompts.TRACE_OP_LINE.format(id=var.id, op_name=var.op.name, arguments=arguments, role=var.role))
-                lines.append(value_block(var.value))
+                lines.append(value_block(var))
                 if var.op.error:
                     lines.append(prompts.TRACE_ERROR_LINE.format(op_name=var.op.name, error=var.op.error))
                 declared.add(var.id)
-        section.text = prompts.TRACE_EXAMPLE.format(
-            example_id=trace.example_id, score=score_text(trace.score), lines="\n".join(lines), output_id=trace.output.id,
-            feedback=trace.loss.value)
+        section.footer = prompts.TRACE_EXAMPLE_END.format(output_id=trace.output.id, feedback=trace.loss.value)
         return section
 
     def render(self, sections: list[ExampleSection]) -> str:
         """The whole trace: the parameters and operation docs the sections use (once each), then the sections."""
+        return self.render_measured(sections)[0]
+
+    def render_measured(self, sections: list[ExampleSection]) -> tuple[str, list[int]]:
+        """`render`'s text, and the characters of each value as written before any cut (a reference: its own).
+
+        Each value is written once: one equal to a parameter's value or to a value written earlier (in this or an
+        earlier example) is written as a reference to it. Short values are always written (they match by accident).
+        """
         operations: dict[str, OpRecord] = {}
         for s in sections:
             for name, op in s.operations.items():
                 operations.setdefault(name, op)
-        return prompts.TRACE.format(
+        seen = {str(p.value): prompts.TRACE_SAME_AS_PARAMETER.format(id=pid) for pid, p in
+                {p.id: p for s in sections for p in s.parameters}.items() if len(str(p.value)) >= MIN_DEDUP_CHARS}
+        lengths: list[int] = []
+        examples = []
+        for s in sections:
+            lines = []
+            for line in s.lines:
+                if isinstance(line, str):
+                    lines.append(line)
+                    continue
+                text, block, reference = s.values[line]
+                if len(text) >= MIN_DEDUP_CHARS and text in seen:
+                    lines.append(prompts.TRACE_VALUE_PREFIX + seen[text])
+                    lengths.append(len(seen[text]))
+                    continue
+                if len(text) >= MIN_DEDUP_CHARS:
+                    seen[text] = reference
+                lines.append(block)
+                lengths.append(len(text))
+            examples.append(prompts.TRACE_EXAMPLE.format(attributes=s.header, lines="\n".join(lines), end=s.footer))
+        text = prompts.TRACE.format(
             n_examples=len(sections), parameters_section=self.parameters_section(sections),
             operations="\n".join(self._operation_doc(op) for op in operations.values()),
-            examples="\n".join(s.text for s in sections))
+            examples="\n".join(examples))
+        return text, lengths
 
     def parameters_section(self, sections: list[ExampleSection]) -> str:
         """The PARAMETERS section exactly as `render` writes it: each parameter the sections use, once."""
@@ -164,5 +198,5 @@ class TracePropagation:
             same = next((f for f, v in op.inputs if str(v.value) == op.source), None)
             detail = (prompts.TRACE_OP_SOURCE_IS_INPUT.format(field=same) if same
                       else prompts.TRACE_OP_SOURCE.format(source=op.source.rstrip("\n")))
-        return prompts.TRACE_OPERATION.format(name=op.name, kind=op.kind, description=op.description or "(no description)",
+        return prompts.TRACE_OPERATION.format(name=op.name, kind=op.kind, description=describe(op),
                                               detail=detail)

@@ -88,6 +88,10 @@ The examples the feedback below refers to (their input, and the system's output 
 </EXAMPLE_CONTEXT>
 """
 
+# An example's input or output that the prompt already shows elsewhere: where, instead of the text again.
+CONTEXT_SHOWN_ELSEWHERE = "(the same text as {where})"
+CONTEXT_PART_OF = "the {part} of example {example_id}"
+
 TGD_CONTEXT_ITEM = """<EXAMPLE id="{example_id}">
 <EXAMPLE_INPUT>
 {input}
@@ -157,10 +161,10 @@ REASK_JOINT = (
 )
 
 # ---- OPRO: a new value from the scored history of values ---------------------------------------------------
+# What the new value must do (differ from all, score higher) is said once, at the end of OPRO_USER, as OPRO does.
 OPRO_SYSTEM = (
     "You optimize one variable of an AI system (a prompt, an instruction, a piece of code or a number). You see "
-    "values tried so far with the score the system reached with each. Propose a new value that differs from all "
-    "of them and scores higher, and respect every constraint. "
+    "values tried so far with the score the system reached with each. Respect every constraint. "
     f"Write the complete new value between {NEW_VALUE_OPEN} and {NEW_VALUE_CLOSE}, and nothing after it."
 )
 

@@ -41,14 +41,40 @@ def credit_detail(credit: CreditResult, key: str) -> dict[str, Any]:
     return found
 
 
-def example_contexts(credit: CreditResult, example_ids: list[str]) -> list[tuple[str, str, str]]:
-    """(example id, input, output) for each of `example_ids` that the credit gave a context for, in that order."""
+# A context text shorter than this is shown even when it occurs elsewhere: it could match by accident, and a
+# reference to it would be about as long.
+MIN_REPEAT_CHARS = 80
+
+
+def example_contexts(credit: CreditResult, example_ids: list[str],
+                     shown: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(example id, input, output) for each of `example_ids` that the credit gave a context for, in that order.
+
+    `shown` maps where the prompt already shows a text (e.g. "the feedback below") to that text: an input or output
+    found there, or equal to an earlier example's, is given as a reference instead (no text twice in one prompt);
+    an example whose input and output are both elsewhere is left out.
+    """
     known = credit_detail(credit, "example_context")
+    elsewhere = dict(shown or {})
+    earlier: dict[str, str] = {}
     out = []
     for eid in dict.fromkeys(example_ids):
         ctx = known.get(eid)
-        if isinstance(ctx, dict):
-            out.append((eid, str(ctx.get("input", "")), str(ctx.get("output", ""))))
+        if not isinstance(ctx, dict):
+            continue
+        parts, outside = [], 0
+        for part in ("input", "output"):
+            text = str(ctx.get(part, ""))
+            where = None
+            if len(text) >= MIN_REPEAT_CHARS:
+                where = next((w for w, t in elsewhere.items() if text in t), None)
+                outside += where is not None
+                where = where or earlier.get(text)
+                earlier.setdefault(text, prompts.CONTEXT_PART_OF.format(part=part, example_id=eid))
+            parts.append(prompts.CONTEXT_SHOWN_ELSEWHERE.format(where=where) if where else text)
+        if outside == 2:
+            continue  # the prompt shows both already (e.g. a trace holds the example)
+        out.append((eid, parts[0], parts[1]))
     return out
 
 

@@ -95,7 +95,9 @@ class TGD(ScriptStepping):
         terms = contract(param)
         kind_contract = prompts.TGD_CONTRACT.format(contract=terms) if terms else ""
         past = self.past_updates(param, step if step is not None else 1 << 62)
-        contexts = example_contexts(credit, [f.example_id for f in feedback]) if credit is not None and self.example_context else []
+        # An example's input or output already in the prompt (a trace in the feedback, say) is not shown again.
+        shown = {"the current value above": str(param.value), "the feedback below": "\n".join(f.text for f in feedback)}
+        contexts = example_contexts(credit, [f.example_id for f in feedback], shown) if credit is not None and self.example_context else []
         if credit is not None:  # the trace's copy of this parameter's value would repeat CURRENT_VALUE
             feedback = [ParameterFeedback(f.example_id, without_shown_parameters(f.text, credit, [param])) for f in feedback]
         # Everything that may be cut, in one list, so one shared cap keeps the prompt within the budget.
