@@ -48,6 +48,7 @@ def run_client(args: list[str], workdir: Path, name: str, latency: float, env: d
         "server": summary.as_dict(), "result": result, "cpu_s": usage.get("cpu_s"),
         "peak_rss_mb": result.get("peak_rss_mb") or usage.get("peak_rss_mb"),
         "stderr_tail": stderr[-2000:] if proc.returncode else "",
+        "load_1min": os.getloadavg()[0],  # other processes on the machine: read every wall figure with it
     }
     if summary.calls:
         figures["cpu_ms_per_call"] = 1000 * (figures["cpu_s"] or 0) / summary.calls

@@ -15,21 +15,21 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from typing import Any
 
-from benchmarks.callgraph import CallDAG, backprop_calls, forward_calls
 from benchmarks.spec import JUDGE_INSTRUCTION, WORKLOADS, WorkloadSpec, instruction, is_exact, question
-from credit.backprop import Backprop
-from credit.trace import TracePropagation
-from textgrad_core.credit import ExampleTrace
 from textgrad_core.engines import EngineSet, LLMRequest
-from textgrad_core.graph import Graph
+from textgrad_core.engines.clients import import_after_first_request
 from textgrad_core.loss import JudgeLoss, MetricLoss, MetricResult
 from textgrad_core.ops import LLMCall
-from textgrad_core.optimizers import TGD, JointUpdate
 from textgrad_core.variable import Parameter, Tape, Variable
 
+# Needed only once the first replies are back (graphs, credit, optimizer, the call DAG): imported while the first
+# requests are in flight, as `import textgrad_core as tc` would import them on first use, not before.
+AFTER_FIRST_REQUEST = ("textgrad_core.graph", "textgrad_core.credit", "credit.backprop", "credit.trace",
+                       "textgrad_core.optimizers", "benchmarks.callgraph")
 
 PAIRS = ("backprop+tgd", "trace+joint")
 SLOTS = 8  # max_concurrency of the engine every role shares
@@ -47,19 +47,37 @@ def exact(prediction: Any, reference: str) -> MetricResult:
     return MetricResult(score=float(ok), feedback="Correct." if ok else f"Wrong: the expected answer is {reference}.")
 
 
-async def warm_up(base_url: str) -> None:
-    """One call through an engine of the same config: SDK client and lazily imported resources are then loaded."""
-    engines = EngineSet({"forward": engine_config(base_url)})
+async def warm_up(engines: EngineSet) -> None:
+    """One call through the run's own engine: SDK client and lazily imported resources are then loaded."""
     await engines["forward"].acomplete(LLMRequest.chat("warm-up", tag="warmup"))
 
 
-async def run_workload(spec: WorkloadSpec, pair: str, base_url: str) -> dict[str, Any]:
-    """Train the workload's parameters for its steps; returns phases, the call DAG's figures and counts."""
+def _strategies(pair: str) -> tuple[Any, Any]:
+    """The credit strategy and optimizer of a pair."""
+    from credit.backprop import Backprop
+    from credit.trace import TracePropagation
+    from textgrad_core.optimizers import TGD, JointUpdate
+
+    credit_name, optimizer_name = pair.split("+")
+    return ({"backprop": Backprop, "trace": TracePropagation}[credit_name](),
+            {"tgd": TGD, "joint": JointUpdate}[optimizer_name]())
+
+
+async def run_workload(spec: WorkloadSpec, pair: str, base_url: str, warm: bool = False,
+                       profiler: Any = None) -> dict[str, Any]:
+    """Train the workload's parameters for its steps; returns phases, the call DAG's figures and counts.
+
+    `warm`: one call first, in this same loop and through the same engines (so the client it builds is the one
+    the run uses); the steady-state clocks (`cpu_run_s`, `t_run_start`, the profiler) start after it. The
+    process's own clocks (wall from its start, `cpu_process_s`) include it, as they include every import."""
+    import_after_first_request(AFTER_FIRST_REQUEST)
+    engines = EngineSet({"forward": engine_config(base_url)})
+    if warm:
+        await warm_up(engines)
+    if profiler is not None:
+        profiler.enable()
     cpu0, t_run = time.process_time(), time.time()
     credit_name, optimizer_name = pair.split("+")
-    credit = {"backprop": Backprop, "trace": TracePropagation}[credit_name]()
-    optimizer = {"tgd": TGD, "joint": JointUpdate}[optimizer_name]()
-    engines = EngineSet({"forward": engine_config(base_url)})
     params = [Parameter(value=instruction(s),
                         role=f"instruction of the {s}", name=f"{s}.instruction") for s in spec.stages]
     ops = [LLMCall(engines["forward"], p, name=s) for s, p in zip(spec.stages, params)]
@@ -67,7 +85,7 @@ async def run_workload(spec: WorkloadSpec, pair: str, base_url: str) -> dict[str
 
     metric = MetricLoss(exact, name="exact_match")
 
-    async def forward(step: int, index: int) -> ExampleTrace:
+    async def forward(step: int, index: int) -> Any:
         text, reference = question(step, index)
         with Tape(f"s{step}e{index}") as tape:
             value: Variable = Variable(text, role="question")
@@ -77,13 +95,21 @@ async def run_workload(spec: WorkloadSpec, pair: str, base_url: str) -> dict[str
                 loss = await judge.acall(value, f"{text}\nReference answer: {reference}")
             else:
                 loss = metric(value, reference)
+        from textgrad_core.credit import ExampleTrace  # after this example's calls (see AFTER_FIRST_REQUEST)
+        from textgrad_core.graph import Graph
+
         return ExampleTrace(f"s{step}e{index}", value, loss, Graph(tape.variables + [value, loss]))
 
-    dag, phases, after = CallDAG(), [], []
+    dag, phases, after, strategies = None, [], [], None
     for step in range(spec.steps):
         t0 = time.time()
         traces = await asyncio.gather(*(forward(step, i) for i in range(spec.batch)))
         t1 = time.time()
+        if strategies is None:  # built after the first forward wave: nothing the first request waits for
+            from benchmarks.callgraph import CallDAG
+
+            dag, strategies = CallDAG(), _strategies(pair)
+        credit, optimizer = strategies
         result = await credit.assign(list(traces), params, engines["credit"])
         t2 = time.time()
         await optimizer.step(params, result, engines["optimizer"], step=step)
@@ -91,14 +117,19 @@ async def run_workload(spec: WorkloadSpec, pair: str, base_url: str) -> dict[str
         phases.append({"step": step, "forward": [t0, t1], "credit": [t1, t2], "optimizer": [t2, t3]})
         after = _step_calls(dag, list(traces), params, credit_name, optimizer_name, result, step, after)
     cpu = time.process_time() - cpu0
+    if profiler is not None:
+        profiler.disable()
     return {"workload": spec.key, "pair": pair, "t_run_start": t_run, "t_run_end": time.time(), "cpu_run_s": cpu,
+            "cpu_process_s": sum(os.times()[:2]), "warm_up": warm,
             "phases": phases, "predicted_calls": dag.count(), "depth": dag.depth(), "schedule_rounds": dag.schedule(SLOTS),
             "slots": SLOTS, "final_values": {p.id: p.value for p in params}}
 
 
-def _step_calls(dag: CallDAG, traces: list, params: list, credit_name: str, optimizer_name: str, result: Any,
+def _step_calls(dag: Any, traces: list, params: list, credit_name: str, optimizer_name: str, result: Any,
                 step: int, after: list[str]) -> list[str]:
     """Add one step's calls to the DAG; returns the calls the next step waits for (the optimizer's)."""
+    from benchmarks.callgraph import backprop_calls, forward_calls
+
     credit_calls: list[str] = []
     for t in traces:
         produced = forward_calls(dag, t, f"s{step}:{t.example_id}", after)
@@ -120,23 +151,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pair", choices=PAIRS, required=True)
     parser.add_argument("--base-url", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--profile", default=None, help="write cProfile stats of the run (not the imports) here")
+    parser.add_argument("--profile", default=None, help="write cProfile stats of the run (after imports and any warm-up) here")
     parser.add_argument("--warm-up", action="store_true", help="make one call first, so the run is steady state")
     parser.add_argument("--batch", type=int, default=None, help="override the workload's batch size (smoke runs)")
     parser.add_argument("--steps", type=int, default=None, help="override the workload's number of steps")
     a = parser.parse_args(argv)
     spec = WORKLOADS[a.workload]
     spec = dataclasses.replace(spec, batch=a.batch or spec.batch, steps=a.steps or spec.steps)
-    if a.warm_up:
-        asyncio.run(warm_up(a.base_url))
     profiler = None
     if a.profile:
         import cProfile
         profiler = cProfile.Profile()
-        profiler.enable()
-    result = asyncio.run(run_workload(spec, a.pair, a.base_url))
+    result = asyncio.run(run_workload(spec, a.pair, a.base_url, warm=a.warm_up, profiler=profiler))
     if profiler is not None:
-        profiler.disable()
         profiler.dump_stats(a.profile)
     import resource
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

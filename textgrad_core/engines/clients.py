@@ -5,6 +5,10 @@ A backend starts the import in a daemon thread when it is built (`preload`), so 
 data, tasks) overlaps it; the first call joins it. Every backend on the same endpoint (provider, base URL, API
 key) gets the same client per event loop, whatever its model, temperature or headers: those go with each
 request, so one connection pool and one TLS context serve them all.
+
+Modules a run needs only after its first replies (credit strategies, optimizers, the graph library) can be named
+with `import_after_first_request`: they are imported in a daemon thread shortly after the first request is handed
+to a client, while the process waits on the network, instead of before the first request could leave.
 """
 from __future__ import annotations
 
@@ -21,9 +25,15 @@ SDK_MODULES = {"openai": "openai", "anthropic": "anthropic"}
 _ANYIO = ("anyio._backends._asyncio", "anyio._core._sockets", "anyio.streams.memory", "anyio.streams.stapled")
 _WARM = {"openai": _ANYIO, "anthropic": _ANYIO + ("anthropic.resources.messages",)}
 
+# How long after the first request is handed to its client the deferred imports start: enough for the first
+# wave of concurrent requests to be written (a few ms of CPU each), so the import thread does not compete with them.
+AFTER_FIRST_REQUEST_S = 0.05
+
 _lock = threading.Lock()
 _threads: dict[str, threading.Thread] = {}
 _clients: dict[Hashable, LoopLocal[Any]] = {}
+_deferred: list[str] = []
+_first_request = threading.Event()
 
 
 def _import_quietly(provider: str) -> None:
@@ -61,7 +71,41 @@ def shared_client(key: Hashable, factory: Callable[[], Any]) -> Any:
         per_loop = _clients.get(key)
         if per_loop is None:
             per_loop = _clients[key] = LoopLocal(factory)
-    return per_loop.get()
+    client = per_loop.get()
+    if not _first_request.is_set():
+        _first_request.set()
+        _start_deferred_imports()
+    return client
+
+
+def import_after_first_request(modules: list[str] | tuple[str, ...]) -> None:
+    """Import `modules` in a daemon thread once the first request has been handed to a client (at once if one was)."""
+    with _lock:
+        _deferred.extend(m for m in modules if m not in _deferred)
+    if _first_request.is_set():
+        _start_deferred_imports()
+
+
+def _start_deferred_imports() -> None:
+    with _lock:
+        names, _deferred[:] = list(_deferred), []
+    if not names:
+        return
+    thread = threading.Thread(target=_import_deferred, args=(names,), name="textgrad-import-deferred", daemon=True)
+    try:
+        import asyncio
+        asyncio.get_running_loop().call_later(AFTER_FIRST_REQUEST_S, thread.start)
+    except RuntimeError:  # no running loop (a sync caller): nothing to wait for
+        thread.start()
+
+
+def _import_deferred(names: list[str]) -> None:
+    """The deferred imports; a failure is left for the importing code to raise where it needs the module."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the module's own import raises it where it is used
+            pass
 
 
 def clients_built() -> int:
