@@ -301,38 +301,41 @@ def test_resuming_a_forged_pickle_checkpoint_is_one_line_and_runs_nothing(fmt, o
 
 
 # ---- clear errors at save time and on malformed state -------------------------------------------------------------
-class PluginWithMemory:
-    name = "plugin-memory"
+class PluginWithObjects:
+    name = "plugin-objects"
     accepts = frozenset({PER_PARAMETER})
 
     def __init__(self):
-        self.seen: list[str] = []
+        self.seen: set[str] = set()
+        self.best = Parameter(value="v", name="best", role="the best value so far")
         self.suffix = "!"
 
 
-class PluginWithScalars:
-    name = "plugin-scalars"
+class PluginWithJsonAttributes:
+    name = "plugin-json"
 
     def __init__(self):
         self.calls = 0
         self.word = "LOUDER"
+        self.asked: list[list[str]] = []
 
 
 def test_a_plugin_with_unsaveable_state_is_one_line_naming_the_fix():
     with pytest.raises(ConfigError) as err:
-        ckpt.object_state(PluginWithMemory())
+        ckpt.object_state(PluginWithObjects())
     message = str(err.value)
-    assert "\n" not in message and "seen" in message and "PluginWithMemory.state_dict()" in message
-    assert "suffix" not in message  # only the attribute that is the problem is named
+    assert "\n" not in message and "best, seen" in message and "PluginWithObjects.state_dict()" in message
+    assert "suffix" not in message  # only the attributes that are the problem are named
 
 
-def test_a_plugin_with_scalar_attributes_is_saved_by_them():
-    plugin = PluginWithScalars()
+def test_a_plugin_with_json_attributes_is_saved_by_them():
+    plugin = PluginWithJsonAttributes()
     plugin.calls = 7
+    plugin.asked.append(["instruction"])
     state = through_json(ckpt.object_state(plugin))
-    fresh = PluginWithScalars()
+    fresh = PluginWithJsonAttributes()
     ckpt.restore_object(fresh, state)
-    assert fresh.calls == 7 and fresh.word == "LOUDER"
+    assert fresh.calls == 7 and fresh.word == "LOUDER" and fresh.asked == [["instruction"]]
     with pytest.raises(ConfigError, match="not the ones it has"):
         ckpt.restore_object(fresh, {"attributes": {"calls": 1, "intruder": 2}})
 

@@ -5,9 +5,10 @@ moment resumes from the last completed step with everything that step left behin
 
 Everything in it is plain JSON, and loading one never runs code: an optimizer or credit strategy gives its state
 with `state_dict()` (JSON) and takes it back with `load_state_dict(state)`. A plug-in without those methods is
-saved by its attributes when every one of them is a string, number, boolean or None; one that holds anything else
-(a list, a dict, an object) must implement the two methods, and saving says so in one line. Checkpoints of format 2
-and older held pickles; they are refused with one line, never unpickled.
+saved by its attributes when every one of them is plain JSON (strings, numbers, booleans, None, and lists and
+text-keyed dicts of those); one that holds anything else (an object, a tuple, a set) must implement the two methods,
+and saving says so in one line. Checkpoints of format 2 and older held pickles; they are refused with one line,
+never unpickled.
 """
 from __future__ import annotations
 
@@ -78,20 +79,16 @@ def json_problem(value: Any, where: str = "state") -> str | None:
     return f"{where} is a {type(value).__name__}"
 
 
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, bool, int)) or (isinstance(value, float) and math.isfinite(value))
-
-
 def _attributes(obj: Any) -> dict[str, Any]:
     """The attributes that make up a plug-in's state (what the run supplies again left out), in name order."""
     return {k: v for k, v in sorted(vars(obj).items()) if k not in RUN_SUPPLIED}
 
 
 def object_state(obj: Any) -> dict[str, Any]:
-    """The JSON state of an optimizer or credit strategy: its `state_dict()`, else its scalar attributes.
+    """The JSON state of an optimizer or credit strategy: its `state_dict()`, else its attributes.
 
     ConfigError (one line naming the fix) when the state is not plain JSON, or when an object without
-    `state_dict()` keeps anything but strings, numbers, booleans and None in its attributes.
+    `state_dict()` keeps anything but plain JSON in its attributes.
     """
     name = type(obj).__name__
     if hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict"):
@@ -101,10 +98,10 @@ def object_state(obj: Any) -> dict[str, Any]:
                               "with text keys, lists, strings, finite numbers, booleans and None")
         return {"state_dict": state}
     attributes = _attributes(obj) if hasattr(obj, "__dict__") else {}
-    held = sorted(k for k, v in attributes.items() if not _is_scalar(v))
+    held = sorted(k for k, v in attributes.items() if json_problem(v))
     if held:
-        raise ConfigError(f"{name} cannot be checkpointed: its attribute(s) {', '.join(held)} hold more than a string, "
-                          f"number, boolean or None; implement {name}.state_dict() (returning JSON) and "
+        raise ConfigError(f"{name} cannot be checkpointed: {json_problem(attributes[held[0]], held[0])}, not plain "
+                          f"JSON (attributes: {', '.join(held)}); implement {name}.state_dict() (returning JSON) and "
                           f"{name}.load_state_dict(state) (see textgrad_core/checkpoint.py)")
     return {"attributes": attributes}
 
@@ -126,7 +123,7 @@ def restore_object(obj: Any, state: Any) -> None:
     attributes = state["attributes"]
     mine = _attributes(obj) if hasattr(obj, "__dict__") else {}
     if not isinstance(attributes, dict) or set(attributes) != set(mine) or \
-            not all(_is_scalar(v) for v in attributes.values()):
+            any(json_problem(v) for v in attributes.values()):
         raise ConfigError(f"the checkpoint's attributes for {name} are not the ones it has ({', '.join(mine) or 'none'}); "
                           "resume with the optimizer and credit strategy the run was started with")
     for key, value in attributes.items():
