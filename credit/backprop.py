@@ -8,6 +8,7 @@ import threading
 from typing import Iterator
 
 from credit import prompts
+from textgrad_core.checkpoint import expect_empty_state
 from textgrad_core.credit import PER_PARAMETER, CreditResult, ExampleTrace, ParameterFeedback
 from textgrad_core.engines import Engine, LLMRequest
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, clip_middle, fit_texts
@@ -248,6 +249,14 @@ def describe(op: OpRecord) -> str:
     if op.source and op.description in op.source:
         return prompts.DESCRIPTION_IN_SOURCE
     return op.description
+
+    def state_dict(self) -> dict:
+        """Nothing changes between steps (its options come from the config): an empty state, for a checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Accept the empty state `state_dict` returns; anything else is a malformed checkpoint."""
+        expect_empty_state(self, state)
 
 
 def aggregate(items: list[tuple[str, str]]) -> str:

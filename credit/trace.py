@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from credit import prompts
 from credit.backprop import MIN_DEDUP_CHARS, describe, render_value
+from textgrad_core.checkpoint import expect_empty_state
 from textgrad_core.credit import TRACE, CreditResult, ExampleTrace, score_text
 from textgrad_core.engines import Engine
 from textgrad_core.graph import Graph
@@ -200,3 +201,11 @@ class TracePropagation:
                       else prompts.TRACE_OP_SOURCE.format(source=op.source.rstrip("\n")))
         return prompts.TRACE_OPERATION.format(name=op.name, kind=op.kind, description=describe(op),
                                               detail=detail)
+
+    def state_dict(self) -> dict:
+        """Nothing changes between steps (its options come from the config): an empty state, for a checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Accept the empty state `state_dict` returns; anything else is a malformed checkpoint."""
+        expect_empty_state(self, state)
