@@ -36,8 +36,8 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
 from textgrad_core.sandbox import SandboxLimits, acheck_program
-from textgrad_core.validators import Compiles
 from tasks.protocols import STRICT, choose_protocol
+from tasks.validators import defines
 from textgrad_core.task import Example, SimWorld, Splits, Task, check_fits, check_size
 from textgrad_core.variable import OpRecord, Parameter, ParameterSet, Variable
 
@@ -343,7 +343,7 @@ class BattleshipTask(Task):
         return Splits(train=rows[:a], val=rows[a:b], test=rows[b:])
 
     def initial_parameters(self) -> list[Parameter]:
-        # Each function is loaded from its own code and must define itself (the Compiles validators below); the
+        # Each function is loaded from its own code and must define itself (the `defines` validators below); the
         # plan and the move cross between processes, so they must be plain values.
         common = ["Use only the Python standard library; the code runs in a sandbox.",
                   "Decide only from the arguments; the ships are never in the policy's process."]
@@ -354,13 +354,13 @@ class BattleshipTask(Task):
                       constraints=["Define a function `reason(observation)` returning a plan for act made of "
                                    "plain values (dicts, lists, strings, numbers). observation = {'board': list of row strings ('.' not fired at, 'X' hit, "
                                    "'O' miss), 'size', 'fleet', 'sunk', 'shots_left', 'last_shot'}.", *common],
-                      validators=[Compiles("reason")]),
+                      validators=[defines("reason")]),
             Parameter(value=INITIAL_ACT, name="act", kind="code",
                       role="Python function act(plan) -> [row, col], called every turn with reason's plan to choose "
                            "the square to fire at",
                       constraints=["Define a function `act(plan)` returning [row, col], two integers with "
                                    "0 <= row, col < size.", *common],
-                      validators=[Compiles("act")]),
+                      validators=[defines("act")]),
         ]
 
     async def forward(self, example: Example, params: ParameterSet, engines: EngineSet) -> Variable:
