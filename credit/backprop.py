@@ -241,6 +241,14 @@ class Backprop:
                  for (field, var), value in zip(siblings, values)]
         return prompts.SEMANTIC_SIBLINGS.format(siblings="\n".join(items)) if items else ""
 
+    def state_dict(self) -> dict:
+        """Nothing changes between steps (its options come from the config): an empty state, for a checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Accept the empty state `state_dict` returns; anything else is a malformed checkpoint."""
+        expect_empty_state(self, state)
+
 
 def describe(op: OpRecord) -> str:
     """The op's description for a prompt; a reference when it is the docstring of the source the prompt shows."""
@@ -249,14 +257,6 @@ def describe(op: OpRecord) -> str:
     if op.source and op.description in op.source:
         return prompts.DESCRIPTION_IN_SOURCE
     return op.description
-
-    def state_dict(self) -> dict:
-        """Nothing changes between steps (its options come from the config): an empty state, for a checkpoint."""
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        """Accept the empty state `state_dict` returns; anything else is a malformed checkpoint."""
-        expect_empty_state(self, state)
 
 
 def aggregate(items: list[tuple[str, str]]) -> str:
