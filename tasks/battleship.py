@@ -93,6 +93,8 @@ def play_game(reason: object, act: object, game: dict) -> dict:
                 record["error"] = f"{step} did not return at turn {turn + 1}: {exc}"
             else:
                 name, message = (exc.type_name, exc.message) if kind == "CandidateError" else (kind, str(exc))
+                if name == "Unrepresentable":  # the judge's wire takes plain values only
+                    message += " (the plan and the move cross between processes: use dicts, lists, strings, numbers)"
                 record["error"] = f"{step} raised {name} at turn {turn + 1}: {message}"
             break
         if len(record["plans"]) < log_turns:
@@ -126,9 +128,10 @@ def judge_game(game: dict) -> dict:
     """The judge of a checked run: play the game against the policy in the other child, reached through `__peer__`."""
     try:
         loaded = __peer__.load()  # noqa: F821 - the sandbox defines __peer__ in the judge child
-        problem = __peer__.function("load_problem")() if loaded.get("loaded") else loaded.get("load_error")  # noqa: F821
+        problem = (__peer__.function("load_problem")() if loaded.get("loaded")  # noqa: F821
+                   else f"the policy code did not load: {loaded.get('load_error')}")
     except Exception as exc:  # the policy's process exited, crashed or broke the protocol while loading
-        problem = f"the policy did not load: {getattr(exc, 'type_name', type(exc).__name__)}: {exc}"
+        problem = f"the policy code did not load: {exc}"
     if problem:
         return {"shots": [], "plans": [], "error": str(problem)[:500]}
     return play_game(__peer__.function("reason"), __peer__.function("act"), game)  # noqa: F821
