@@ -123,8 +123,19 @@ def test_every_credit_strategy_round_trips_as_json(name, make):
 def test_adaptive_credit_saves_the_state_of_its_parts():
     from credit.adaptive import AdaptiveCredit
     state = ckpt.object_state(AdaptiveCredit(fallback="backprop", fallback_options={"max_tokens": 77}))["state_dict"]
-    assert set(state) == {"trace", "fallback"}
-    assert state["fallback"]["attributes"]["max_tokens"] == 77
+    assert state == {"trace": {"state_dict": {}}, "fallback": {"state_dict": {}}}
+    with pytest.raises(ConfigError, match="malformed"):
+        ckpt.restore_object(AdaptiveCredit(), {"state_dict": {"trace": {"state_dict": {}}}})
+
+
+def test_every_shipped_optimizer_and_credit_strategy_has_a_state_dict():
+    import textgrad_core as tc
+    built = [tc.optimizer(name) for name in tc.optimizer_names()] + \
+            [tc.credit_strategy(name) for name in tc.credit_strategies()]
+    assert len(built) >= 10
+    for part in built:
+        assert callable(getattr(part, "state_dict", None)) and callable(getattr(part, "load_state_dict", None)), part
+        assert "state_dict" in ckpt.object_state(part)
 
 
 # ---- resume gives the prompts of the uninterrupted run ----------------------------------------------------------
