@@ -131,3 +131,41 @@ def test_strays_sees_a_child_the_pool_did_not_start(warm_layers):
     finally:
         with z.lock:
             z.live.update(saved)
+
+
+def test_a_warm_child_holds_no_descriptor_and_no_bookkeeping_of_the_zygote():
+    if pool.zygote(sandbox._kernel_layers_ok) is None:
+        pytest.skip("no warm pool on this machine (runs are cold)")
+    probe = (
+        "import os, re, sys, time\n"
+        "time.sleep(0.3)\n"  # the sibling runs are live meanwhile
+        "fds = []\n"
+        "for name in sorted(os.listdir('/proc/self/fd'), key=int):\n"
+        "    try:\n"
+        "        fds.append(os.readlink('/proc/self/fd/' + name))\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print([t for t in fds if not t.startswith(('pipe:', '/dev/null', '/proc/'))\n"
+        "       and '(deleted)' not in t])\n"
+        "own, f, seen = os.getcwd(), sys._getframe(), set()\n"
+        "def look(x, depth=0):\n"  # every run directory named in the frames' locals
+        "    if type(x) is str and re.fullmatch('/.*/run-[0-9a-f]{16}', x) and x != own:\n"
+        "        seen.add(x)\n"
+        "    elif type(x) in (list, tuple) and depth < 3:\n"
+        "        for y in x: look(y, depth + 1)\n"
+        "    elif type(x) is dict and depth < 3:\n"
+        "        for k, y in list(x.items()): look(k, depth + 1); look(y, depth + 1)\n"
+        "while f is not None:\n"
+        "    look(list(f.f_locals.values()))\n"
+        "    f = f.f_back\n"
+        "print(sorted(seen))\n"
+    )
+
+    async def three():
+        return await asyncio.gather(*(sandbox.arun_code(probe) for _ in range(3)))
+
+    for res in asyncio.run(three()):
+        assert res.ok, res
+        leaked_fds, bookkeeping = res.stdout.splitlines()
+        assert leaked_fds == "[]"  # no epoll instance, socket or pipe end of the zygote's
+        assert bookkeeping == "[]"  # no table of the sibling runs' directories

@@ -130,7 +130,6 @@ def serve(z, ctl, cfg):
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    z["private_fds"] = (wake_r, wake_w, ctl.fileno())
     jobs, workdirs = {}, {}  # pid -> run id; run id -> [pid, workdir]
 
     def send(obj):
@@ -162,6 +161,8 @@ def serve(z, ctl, cfg):
     sel = selectors.DefaultSelector()
     sel.register(ctl, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
+    # The epoll instance too: a child holding it could watch the zygote's traffic.
+    z["private_fds"] = (wake_r, wake_w, ctl.fileno()) + ((sel.fileno(),) if hasattr(sel, "fileno") else ())
     send({"ready": True})
     while True:
         for key, _ in sel.select():
@@ -192,6 +193,10 @@ def serve(z, ctl, cfg):
                     continue
                 pid = os.fork()
                 if pid == 0:
+                    # This frame stays on the child's stack, where a run could read it: the
+                    # other runs' pids and directories are not its business.
+                    jobs.clear()
+                    workdirs.clear()
                     child(z, fds)
                 for fd in fds:
                     os.close(fd)
