@@ -1,16 +1,32 @@
-"""Measure LLM calls per optimization step for each credit strategy x optimizer on 1-, 3- and 6-stage pipelines.
+"""Measure LLM calls and prompt tokens per optimization step, for each credit strategy x optimizer.
 
-Uses the scripted engine (no service): every stage is an LLM call with its own trainable instruction, feeding
-the next stage; the last output is scored by an always-wrong metric so every example sends feedback.
-Each call's prompt size is measured too: characters of every message sent (system, user and, for re-asks, the
-quoted reply) and approximate tokens (characters / 4, no tokenizer is tied to the engine).
-Run: `python -m benchmarks.credit_calls` (prints the markdown tables used in docs/credit.md).
+Two measurements:
+- scripted 1-, 3- and 6-stage pipelines (no service): every stage is an LLM call with its own trainable instruction,
+  feeding the next stage; the last output is scored by an always-wrong metric so every example sends feedback. Each
+  call's prompt size is the characters of every message sent (system, user and, for re-asks, the quoted reply) and
+  approximate tokens (characters / 4, no tokenizer is tied to the engine), with short and with long values;
+- the benchmark workloads (`benchmarks.workloads`: a, b, c x backprop+tgd, trace+joint) against the local mock server
+  at 0 ms: prompt tokens per phase per step as the server counts them (characters / 4), the figure issue 12 judges.
+
+Run: `python -m benchmarks.credit_calls` (prints the markdown tables used in docs/credit.md). With
+`--before DIR`, DIR is another checkout of this repository (e.g. `git worktree add /tmp/tok_before <commit>`): the
+same measurements run on its code too, and the token tables read "before -> after".
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import inspect
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
 
 from experiments.factory import CREDIT, OPTIMIZERS, build_credit, build_optimizer
 from textgrad_core.credit import ExampleTrace
@@ -83,36 +99,174 @@ def measure(credit_name: str, optimizer_name: str, stages: int, batch: int, inst
     return asyncio.run(run())
 
 
-def table(stages_list=(1, 3, 6), batch: int = 3) -> str:
+CONTEXT_PAIR = "backprop+tgd(example_context)"  # the workload pair run again with TGD's example context on
+PAIRS_ORDER = [(c, o) for c in CREDIT for o in OPTIMIZERS]
+STAGES = (1, 3, 6)
+SCRIPTED_BATCH = 3
+
+
+def scripted_figures() -> dict[str, Any]:
+    """Calls per step (1-, 3-, 6-stage) and prompt characters per step (3-stage; short and long values), per pair."""
+    calls, short, long = {}, {}, {}
+    for c, o in PAIRS_ORDER:
+        cells = [measure(c, o, s, SCRIPTED_BATCH) for s in STAGES]
+        if cells[0] is None:
+            continue
+        calls[f"{c}+{o}"] = cells
+        short[f"{c}+{o}"] = cells[1]
+        long[f"{c}+{o}"] = measure(c, o, 3, SCRIPTED_BATCH, LONG_INSTRUCTION, LONG_OUTPUT)
+    return {"calls": calls, "short": short, "long": long}
+
+
+@contextlib.contextmanager
+def tgd_options(**options: Any) -> Iterator[bool]:
+    """While open, every TGD is built with `options` unless its caller sets them (the workloads build TGD() bare);
+    yields False, changing nothing, when this code's TGD does not take them (an older checkout)."""
+    from textgrad_core.optimizers import TGD
+    original = TGD.__init__
+    if not set(options) <= set(inspect.signature(original).parameters):
+        yield False
+        return
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **{**options, **kwargs})
+
+    TGD.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield True
+    finally:
+        TGD.__init__ = original  # type: ignore[method-assign]
+
+
+def workload_figures() -> dict[str, Any]:
+    """Prompt tokens per phase, averaged over steps, of each benchmark workload x pair at 0 ms (one mock server);
+    also backprop+tgd with TGD's example context on (issue 11's option), where this code has it."""
+    from benchmarks.calllog import read_log
+    from benchmarks.mock_server import MockServer
+    from benchmarks.spec import WORKLOADS
+    from benchmarks.workloads import PAIRS, run_workload
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "calls.jsonl"
+        with MockServer(log) as server:
+            async def all_runs() -> list[tuple[str, dict[str, Any]]]:
+                # One event loop for every run: the SDK's connections close on the loop that opened them.
+                runs = [(f"{key} {pair}", await run_workload(spec, pair, server.base_url))
+                        for key, spec in WORKLOADS.items() for pair in PAIRS]
+                with tgd_options(example_context=True) as available:
+                    if available:
+                        runs += [(f"{key} {CONTEXT_PAIR}", await run_workload(spec, "backprop+tgd", server.base_url))
+                                 for key, spec in WORKLOADS.items()]
+                return runs
+            runs = asyncio.run(all_runs())
+        records = read_log(log)
+    for name, run in runs:
+        phases = {"forward": 0, "credit": 0, "optimizer": 0}
+        for step in run["phases"]:
+            for phase in phases:  # a judge call is part of the forward phase (the loss of the example)
+                a, b = step[phase]
+                phases[phase] += sum(r.get("prompt_tokens", 0) for r in records if a <= r["t_start"] <= b)
+        out[name] = {phase: round(n / len(run["phases"])) for phase, n in phases.items()}
+    return out
+
+
+def figures() -> dict[str, Any]:
+    """Every figure of this benchmark, on the code this process imports."""
+    return {"scripted": scripted_figures(), "workloads": workload_figures()}
+
+
+def figures_of_checkout(root: str) -> dict[str, Any]:
+    """`figures()` on another checkout's code: this file, copied outside any package, run with that checkout first."""
+    with tempfile.TemporaryDirectory() as tmp:
+        probe, out = Path(tmp) / "credit_calls_probe.py", Path(tmp) / "figures.json"
+        shutil.copy(__file__, probe)
+        env = {**os.environ, "PYTHONPATH": str(Path(root).resolve())}
+        proc = subprocess.run([sys.executable, str(probe), "--json", str(out)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            raise SystemExit(f"measuring {root} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return json.loads(out.read_text())
+
+
+def tokens(chars: int) -> int:
+    """~tokens of `chars` characters (characters / 4, rounded up)."""
+    return -(-chars // 4)
+
+
+def calls_table(fig: dict[str, Any]) -> str:
     """The markdown table of measured calls per step."""
-    rows = ["| credit | optimizer | " + " | ".join(f"{s}-stage (credit + optimizer)" for s in stages_list) + " |",
-            "|---|---|" + "---|" * len(stages_list)]
-    for c in CREDIT:
-        for o in OPTIMIZERS:
-            cells = [measure(c, o, s, batch) for s in stages_list]
-            if cells[0] is None:
-                continue
-            rows.append(f"| {c} | {o} | " + " | ".join(f"{m['credit']} + {m['optimizer']} = {m['credit'] + m['optimizer']}" for m in cells) + " |")
+    rows = ["| credit | optimizer | " + " | ".join(f"{s}-stage (credit + optimizer)" for s in STAGES) + " |",
+            "|---|---|" + "---|" * len(STAGES)]
+    for pair, cells in fig["scripted"]["calls"].items():
+        c, o = pair.split("+")
+        rows.append(f"| {c} | {o} | " + " | ".join(f"{m['credit']} + {m['optimizer']} = {m['credit'] + m['optimizer']}"
+                                                  for m in cells) + " |")
     return "\n".join(rows)
 
 
-def prompt_table(stages: int = 3, batch: int = 3, instruction_chars: int = 0, output_chars: int = 0) -> str:
-    """The markdown table of prompt characters (and approximate tokens) sent per step, per strategy pair."""
-    rows = [f"| credit | optimizer | credit prompts: chars (~tokens) | optimizer prompts: chars (~tokens) | total ~tokens |",
-            "|---|---|---|---|---|"]
-    for c in CREDIT:
-        for o in OPTIMIZERS:
-            m = measure(c, o, stages, batch, instruction_chars, output_chars)
-            if m is None:
-                continue
-            cc, oc = m["credit_chars"], m["optimizer_chars"]
-            rows.append(f"| {c} | {o} | {cc} (~{-(-cc // 4)}) | {oc} (~{-(-oc // 4)}) | ~{-(-cc // 4) + -(-oc // 4)} |")
+def _scripted_cell(m: dict[str, int] | None) -> str:
+    if m is None:
+        return "—"
+    ct, ot = tokens(m["credit_chars"]), tokens(m["optimizer_chars"])
+    return f"{ct} + {ot} = {ct + ot}"
+
+
+def prompt_table(fig: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """Prompt ~tokens per step, 3-stage chain, short and long values (credit + optimizer), before -> after."""
+    arrow = "before → after " if before else ""
+    rows = [f"| credit | optimizer | short values: {arrow}(~tokens, credit + optimizer) | long values: {arrow}"
+            f"(~tokens, credit + optimizer) |", "|---|---|---|---|"]
+    for pair in fig["scripted"]["short"]:
+        c, o = pair.split("+")
+        cells = []
+        for size in ("short", "long"):
+            now = _scripted_cell(fig["scripted"][size][pair])
+            cells.append(f"{_scripted_cell(before['scripted'][size].get(pair))} → {now}" if before else now)
+        rows.append(f"| {c} | {o} | {cells[0]} | {cells[1]} |")
     return "\n".join(rows)
+
+
+def workload_table(fig: dict[str, Any], before: dict[str, Any] | None = None) -> str:
+    """Prompt tokens per step of each benchmark workload, per phase and in total, before -> after."""
+    rows = ["| workload | pair | forward (incl. judge) | credit | optimizer | total per step |", "|---|---|---|---|---|---|"]
+    for name, now in fig["workloads"].items():
+        key, pair = name.split(" ", 1)
+        filed = (before or {}).get("workloads", {})
+        old = filed.get(name, filed.get(name.replace(CONTEXT_PAIR, "backprop+tgd")))  # vs the filing's default
+        cells = []
+        for phase in ("forward", "credit", "optimizer", None):
+            n = sum(now.values()) if phase is None else now[phase]
+            if old is None:
+                cells.append(f"{n:,}")
+            else:
+                o = sum(old.values()) if phase is None else old[phase]
+                cells.append(f"{o:,} → {n:,} ({(n - o) / o:+.1%})" if o else f"{o:,} → {n:,}")
+        label = "backprop+tgd, `example_context: true`" if pair == CONTEXT_PAIR else pair
+        rows.append(f"| {key} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: print the tables (or, with --json, write the figures)."""
+    parser = argparse.ArgumentParser(description="Calls and prompt tokens per step, per credit strategy x optimizer.")
+    parser.add_argument("--before", default=None, help="another checkout of this repository to measure as 'before'")
+    parser.add_argument("--json", default=None, help="write the figures of this code as JSON here, print nothing")
+    a = parser.parse_args(argv)
+    fig = figures()
+    if a.json:
+        Path(a.json).write_text(json.dumps(fig))
+        return
+    before = figures_of_checkout(a.before) if a.before else None
+    print(f"LLM calls per optimization step, batch size {SCRIPTED_BATCH}, scripted engine (every example wrong):"
+          f"\n\n{calls_table(fig)}")
+    print(f"\nPrompt size per optimization step, 3-stage chain, batch size {SCRIPTED_BATCH} (~tokens = characters of all "
+          f"messages sent / 4); short values, and long values (each instruction {LONG_INSTRUCTION} characters, each "
+          f"stage output {LONG_OUTPUT} characters ending in an 'Answer:' line):\n\n{prompt_table(fig, before)}")
+    print(f"\nPrompt tokens per step of the benchmark workloads (benchmarks.workloads against the mock server at "
+          f"0 ms; tokens = characters / 4 as the server counts them; mean over the workload's steps):"
+          f"\n\n{workload_table(fig, before)}")
 
 
 if __name__ == "__main__":
-    print(f"LLM calls per optimization step, batch size 3, scripted engine (every example wrong):\n\n{table()}")
-    print(f"\nPrompt size per optimization step, 3-stage chain, batch size 3 (characters of all messages sent; "
-          f"~tokens = characters / 4), short values:\n\n{prompt_table()}")
-    print(f"\nThe same with long values (each instruction {LONG_INSTRUCTION} characters, each stage output "
-          f"{LONG_OUTPUT} characters ending in an 'Answer:' line):\n\n{prompt_table(instruction_chars=LONG_INSTRUCTION, output_chars=LONG_OUTPUT)}")
+    main()
