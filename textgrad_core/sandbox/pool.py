@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from textgrad_core.sandbox.launch import kill_uid, read_capped, task_value
+from textgrad_core.sandbox.launch import kill_uid, task_value
 from textgrad_core.sandbox.layers import (
     LAUNCHER,
     Plan,
@@ -146,14 +146,16 @@ class Zygote:
         except OSError:
             pass
 
-    def strays(self) -> bool:
-        """Whether the zygote has a child that is not the main process of a live run.
+    def strays(self, uid: int | None = None) -> bool:
+        """Whether something of a finished run may still be alive among the zygote's children.
 
-        Every process of a finished run that is still alive descends from such a child: when a
-        run's main process dies, the kernel hands its children to the zygote (pid 1 of the pid
-        namespace) before the zygote can reap the main process and report its exit.  So
-        reading this one short list tells whether the costly scan of every process for the
-        run's uid (``kill_uid``) has anything to find; if the list cannot be read, it has."""
+        Every process of a finished run that is still alive descends from a child of the
+        zygote: when a run's main process dies, the kernel hands its children to the zygote
+        (pid 1 of the pid namespace) before the zygote can reap it and report its exit.  With
+        the run's own ``uid`` the test is exact: a child of that uid (only the run's code ever
+        ran as it) is a leftover.  Without one, any child that is not a live run's main
+        process counts.  So this one short list tells whether the costly scan of every
+        process (``kill_uid``) has anything to find; if it cannot be read, it has."""
         if self.host_pid is None:
             return True
         try:
@@ -166,7 +168,15 @@ class Zygote:
         for child in children:
             try:
                 with open(b"/proc/%s/status" % child, "rb") as f:
-                    ns_pid = int(f.read().split(b"\nNSpid:", 1)[1].split(b"\n", 1)[0].split()[-1])
+                    status = f.read()
+                if uid is not None:
+                    # "Uid:\treal\teffective\tsaved\tfs"; a dead child's file is gone (OSError)
+                    if int(status.split(b"\nUid:", 1)[1].split()[0]) == uid:
+                        return True
+                    continue
+                ns_pid = int(status.split(b"\nNSpid:", 1)[1].split(b"\n", 1)[0].split()[-1])
+            except FileNotFoundError:
+                continue  # reaped meanwhile: gone
             except (OSError, ValueError, IndexError):
                 return True
             if ns_pid not in mains:
@@ -255,12 +265,41 @@ def shutdown() -> None:
         _failed.clear()
 
 
-async def _reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**16)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                os.fdopen(fd, "rb", 0))
-    return reader, transport
+class Capture:
+    """One output pipe of a run, read by the event loop as data arrives, keeping at most ``cap``
+    bytes (the rest is drained and counted).  A bare reader callback: a stream transport and
+    protocol per pipe cost more than the rest of the parent's share of a warm run."""
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.fd, self.cap = fd, cap
+        self.buf, self.total = bytearray(), 0
+        self.done: asyncio.Future = self.loop.create_future()
+        os.set_blocking(fd, False)
+        self.loop.add_reader(fd, self._ready)
+
+    def _ready(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.close()
+            return
+        self.total += len(chunk)
+        if len(self.buf) < self.cap:
+            self.buf += chunk[: self.cap - len(self.buf)]
+
+    def close(self) -> None:
+        """Stop reading and close the pipe (at its end, or when the run is abandoned)."""
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+        if not self.done.done():
+            self.done.set_result((bytes(self.buf), self.total))
 
 
 async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
@@ -275,7 +314,7 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe() if job.stdin else (os.open(os.devnull, os.O_RDONLY), -1)
-    transports: list[asyncio.BaseTransport] = []
+    captures: list[Capture] = []
     tasks: dict[str, asyncio.Future] = {}
     run = exit_fut = None
     killed = False
@@ -296,13 +335,10 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         in_r = out_w = err_w = -1
-        out_reader, t1 = await _reader(out_r)
-        err_reader, t2 = await _reader(err_r)
-        out_r = err_r = -1
-        transports += [t1, t2]
         cap = limits.max_output_chars * 4 + 4
-        tasks["out"] = asyncio.ensure_future(read_capped(out_reader, cap))
-        tasks["err"] = asyncio.ensure_future(read_capped(err_reader, cap))
+        captures += [Capture(out_r, cap), Capture(err_r, cap)]
+        out_r = err_r = -1
+        tasks["out"], tasks["err"] = captures[0].done, captures[1].done
         if in_w >= 0:  # the thread owns (and closes) the write end from here on
             fd, in_w = in_w, -1
             tasks["stdin"] = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, job.stdin.encode("utf-8")))
@@ -310,10 +346,10 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
         timed_out = not exit_fut.done()
         duration = time.monotonic() - start
         # The run's main process is gone (or timed out): nothing of it may outlive it.
-        z.tell("kill", run)
         if timed_out:
+            z.tell("kill", run)
             await asyncio.wait({exit_fut}, timeout=2.0)
-        _kill_leftovers(z, uid, exit_fut)
+        _kill_leftovers(z, run, uid, exit_fut)
         killed = True
         _, still = await asyncio.wait({tasks["out"], tasks["err"]}, timeout=2.0)
         for t in still:
@@ -335,12 +371,11 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
                 t.cancel()
         if run is not None:
             if not killed:
-                z.tell("kill", run)
-                _kill_leftovers(z, uid, exit_fut)
+                _kill_leftovers(z, run, uid, exit_fut)
             z.tell("done", run)
         free_uid(uid)
-        for tr in transports:
-            tr.close()
+        for capture in captures:
+            capture.close()
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             if fd >= 0:
                 os.close(fd)
@@ -348,11 +383,15 @@ async def execute_warm(job: Job, *, kernel: bool) -> Outcome | None:
         st_file.close()
 
 
-def _kill_leftovers(z: Zygote, uid: int | None, exit_fut: asyncio.Future | None) -> None:
-    """Kill every process of the run's uid, unless the zygote's children prove there is none:
-    the run's main process was reaped and nothing else the zygote did not fork survives."""
-    if uid is not None and (exit_fut is None or not exit_fut.done() or z.strays()):
-        kill_uid(uid)
+def _kill_leftovers(z: Zygote, run: int, uid: int | None, exit_fut: asyncio.Future | None) -> None:
+    """Kill the run's process group and every process of its uid, unless the zygote's children
+    prove there is nothing left: the run's main process was reaped and nothing the zygote did
+    not fork survives.  (``done`` kills the group once more, on its way to removing the run's
+    directory.)"""
+    if exit_fut is None or not exit_fut.done() or z.strays(uid):
+        z.tell("kill", run)
+        if uid is not None:
+            kill_uid(uid)
 
 
 def _write_all(fd: int, data: bytes) -> None:
