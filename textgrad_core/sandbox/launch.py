@@ -148,6 +148,7 @@ async def execute_once(job: Job, *, kernel: bool) -> Outcome:
     st_file = tempfile.TemporaryFile()
     proc: asyncio.subprocess.Process | None = None
     tasks: dict[str, asyncio.Future] = {}
+    uid_killed = False  # one full scan per run suffices once the run's main process is gone
     try:
         if uid is not None:
             try:
@@ -197,6 +198,7 @@ async def execute_once(job: Job, *, kernel: bool) -> Outcome:
         killpg(proc.pid)
         if uid is not None:
             kill_uid(uid)  # also those that left the process group (setsid)
+            uid_killed = timed_out is False and proc.returncode is not None
         _, still = await asyncio.wait({tasks["out"], tasks["err"], tasks["wait"]}, timeout=2.0)
         for t in still:
             t.cancel()
@@ -225,7 +227,7 @@ async def execute_once(job: Job, *, kernel: bool) -> Outcome:
                 await asyncio.wait_for(proc.wait(), 2.0)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 pass
-        if uid is not None:
+        if uid is not None and not uid_killed:
             kill_uid(uid)
         free_uid(uid)
         cfg_file.close()
