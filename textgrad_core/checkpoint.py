@@ -18,7 +18,7 @@ from typing import Any
 from textgrad_core.errors import ConfigError
 from textgrad_core.variable import ParameterSet, ParameterVersion
 
-# 3: optimizer and credit state as JSON only (state_dict or scalar attributes); 2 and older could hold pickles.
+# 3: optimizer and credit state as JSON only (state_dict, or plain-JSON attributes); 2 and older could hold pickles.
 FORMAT = 3
 
 OLDER_VERSION = ("this checkpoint was written by an older version of textgrad-core (format {found}, which could "
