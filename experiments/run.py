@@ -6,9 +6,7 @@ stderr and exit code 2.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,6 +94,8 @@ def run_experiment(cfg: DictConfig | dict[str, Any], job: dict[str, Any] | None 
                           run_dir=str(run.path))
     with _run_log(run.path / "run.log"):
         try:
+            import asyncio
+
             summary = asyncio.run(_train(trainer))
         finally:
             if progress:
@@ -124,6 +124,9 @@ def _progress(cfg: TrainerConfig, job: dict[str, Any] | None, simulated: bool, e
 
 async def _train(trainer: Trainer) -> dict[str, Any]:
     """Train; SIGTERM (a cluster's preemption, `kill`) stops the run like Ctrl-C: summary written, resumable."""
+    import asyncio
+    import signal
+
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     try:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
@@ -291,6 +294,8 @@ def cli(argv: list[str]) -> int:
     except TextgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    import asyncio
+
     sys.argv[1:] = argv
     try:
         main()
