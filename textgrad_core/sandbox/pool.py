@@ -169,8 +169,7 @@ class Zygote:
             try:
                 with open(b"/proc/%s/status" % child, "rb") as f:
                     status = f.read()
-                if uid is not None:
-                    # "Uid:\treal\teffective\tsaved\tfs"; a dead child's file is gone (OSError)
+                if uid is not None:  # "Uid:\treal\teffective\tsaved\tfs"
                     if int(status.split(b"\nUid:", 1)[1].split()[0]) == uid:
                         return True
                     continue
@@ -267,8 +266,8 @@ def shutdown() -> None:
 
 class Capture:
     """One output pipe of a run, read by the event loop as data arrives, keeping at most ``cap``
-    bytes (the rest is drained and counted).  A bare reader callback: a stream transport and
-    protocol per pipe cost more than the rest of the parent's share of a warm run."""
+    bytes (the rest is drained and counted): a bare reader callback, cheaper than the stream
+    transport and protocol per pipe that stood out in the parent's profile of a warm run."""
 
     def __init__(self, fd: int, cap: int) -> None:
         self.loop = asyncio.get_running_loop()
