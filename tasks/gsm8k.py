@@ -11,10 +11,8 @@ tasks/protocols/textgrad.py; without the calculator only).
 """
 from __future__ import annotations
 
-import ast
 import json
 import math
-import operator
 import random
 import re
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 from tasks.protocols import STRICT, answer_format, choose_protocol, textgrad
 from tasks.protocols.strict import NUMBER, first_number_after_answer
 from tasks.validators import answer_line, literal
+from textgrad_core.arithmetic import evaluate
 from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.loss import MetricResult
@@ -64,41 +63,17 @@ Using these results, write your final solution."""
 
 # ---- the calculator tool ------------------------------------------------------------------------
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPRESSION_CHARS = 200
 MAX_EXPONENT = 100
 MAX_MAGNITUDE = 1e100
 
 
 def safe_eval(expression: str) -> int | float:
-    """Evaluate an arithmetic expression by walking its AST: numbers and + - * / // % ** only, no names or calls."""
+    """Evaluate an arithmetic expression (numbers and + - * / // % ** only, no names or calls), bounded in length,
+    exponent and magnitude (textgrad_core.arithmetic)."""
     text = expression.strip().replace("×", "*").replace("÷", "/").replace("^", "**").replace("$", "")
     text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # thousands separators: 1,000 -> 1000
-    if len(text) > MAX_EXPRESSION_CHARS:
-        raise ValueError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"not an arithmetic expression: {expression!r}") from exc
-
-    def walk(node: ast.AST) -> int | float:
-        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return node.value
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-            return _UNARY[type(node.op)](walk(node.operand))
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = walk(node.left), walk(node.right)
-            if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-                raise ValueError(f"exponent {right} is larger than {MAX_EXPONENT}")
-            result = _BINARY[type(node.op)](left, right)
-            if isinstance(result, complex) or abs(result) > MAX_MAGNITUDE:
-                raise ValueError("result is out of range")
-            return result
-        raise ValueError(f"only numbers, + - * / // % ** and parentheses are allowed, not {type(node).__name__}")
-
-    return walk(tree.body)
+    return evaluate(text, max_chars=MAX_EXPRESSION_CHARS, max_exponent=MAX_EXPONENT, max_magnitude=MAX_MAGNITUDE)
 
 
 def format_number(value: int | float) -> str:

@@ -25,10 +25,10 @@ import datetime as dt
 import inspect
 import json
 import math
-import operator
 import random
 from typing import Any, Callable
 
+from textgrad_core.arithmetic import evaluate
 from textgrad_core.engines import EngineSet
 from textgrad_core.loss import MetricResult
 from textgrad_core.ops import FormattedLLMCall, traced
@@ -128,34 +128,16 @@ def lookup(table: str, key: str) -> str:
     return found
 
 
-_OPERATORS: dict[type, Callable[..., float]] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-                                                ast.Div: operator.truediv, ast.Pow: operator.pow,
-                                                ast.USub: operator.neg, ast.UAdd: operator.pos}
-
-
-def _evaluate(node: ast.AST) -> float:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > 12:
-            raise ValueError("exponents above 12 are not allowed")
-        return _OPERATORS[type(node.op)](left, right)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.operand))
-    raise ValueError("only numbers, + - * / ** and parentheses are allowed")
+CALCULATOR_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)
+MAX_EXPONENT = 12          # a tool call's powers stay small; with MAX_MAGNITUDE no expression can stall the host
+MAX_MAGNITUDE = 1e100
 
 
 @traced
 def calculate(expression: str) -> str:
     """Evaluate an arithmetic expression of numbers, + - * / ** and parentheses; the result rounded to 2 decimals."""
-    try:
-        tree = ast.parse(str(expression).strip(), mode="eval")
-        result = _evaluate(tree.body)
-    except SyntaxError:
-        raise ValueError(f"cannot parse {expression!r}: only numbers, + - * / ** and parentheses are allowed") from None
-    except ZeroDivisionError:
-        raise ValueError(f"division by zero in {expression!r}") from None
+    result = evaluate(str(expression), binary=CALCULATOR_OPERATORS, max_exponent=MAX_EXPONENT,
+                      max_magnitude=MAX_MAGNITUDE)
     if not math.isfinite(result):
         raise ValueError(f"{expression!r} has no finite value")
     return format_number(result)

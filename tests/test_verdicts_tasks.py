@@ -6,7 +6,7 @@ builtins or the reporter, walking frames or gc to the harness, reading the judge
 or writing a forged result line -- are made by a Battleship policy and by a sample-and-filter candidate program
 (humaneval_sf). Each attack falls back to a losing answer when it finds nothing to exploit, so it scores 0 unless it
 really forged its verdict; the honest policy and program still score > 0, so every test can fail both ways.
-The math_sympy checker's hole (the answer is sympified, i.e. evaluated, in the host) is kept as a strict xfail.
+The math_sympy checker reads the answer with the bounded arithmetic walker (it once sympified, i.e. evaluated, it).
 """
 from __future__ import annotations
 
@@ -352,10 +352,8 @@ def test_humaneval_sf_forger_scores_zero_end_to_end(sf_task, name):
     assert score == 0.0 and verdict["passed"] is not True, (name, verdict)
 
 
-# ---- math_sympy: the answer text is evaluated in the host (textgrad_core/modules/symbolic.py, not this file's) ------
+# ---- math_sympy: the answer text was once sympified (evaluated) in the host; now it is only read as arithmetic ------
 
-@pytest.mark.xfail(strict=True, reason="symbolic.check_equation sympifies (evaluates) the model's answer in the host "
-                                       "process: an answer can patch sympy and forge the verdict (reported)")
 def test_math_sympy_answer_cannot_patch_the_checker():
     import sympy
 

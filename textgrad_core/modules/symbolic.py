@@ -8,16 +8,19 @@ message) -> `<name>.check` ...; the output is a `<name>.result` node fed by the 
 """
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 from typing import Callable
 
+from textgrad_core.arithmetic import evaluate
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.base import Module, ParameterSpec, whole_number
 from textgrad_core.ops import FormattedLLMCall, LLMCall, as_variable
 from textgrad_core.variable import OpRecord, ParameterSet, Variable
 
+ANSWER_OPERATORS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow)  # an answer may be '7/2' or '-3', nothing more
 _ANSWER = re.compile(r"answer\s*:(.*)", re.IGNORECASE)
 
 
@@ -40,12 +43,15 @@ def check_equation(spec: str, response: str) -> Verdict:
     answer = found[-1].strip().rstrip(".")
     answer = answer.split("=")[-1].strip()
     left, _, right = spec.partition("=")
+    lhs, rhs = sympy.sympify(left), sympy.sympify(right or "0")  # the task's own equation: trusted text
+    unknowns = sorted(lhs.free_symbols | rhs.free_symbols, key=str)
     try:
-        lhs, rhs = sympy.sympify(left), sympy.sympify(right or "0")
-        unknowns = sorted(lhs.free_symbols | rhs.free_symbols, key=str)
-        value = sympy.sympify(answer.replace(",", ""))
-    except (sympy.SympifyError, SyntaxError, TypeError) as exc:
-        return Verdict(False, f"The answer {answer!r} cannot be read as a number or expression ({type(exc).__name__}).")
+        # The model's answer is never sympified (that evaluates it as Python): only numbers and arithmetic, read by
+        # the bounded walker into exact sympy numbers.
+        value = evaluate(answer.replace(",", ""), binary=ANSWER_OPERATORS, max_exponent=12, max_magnitude=1e30,
+                         number=lambda v: sympy.Rational(repr(v)) if isinstance(v, float) else sympy.Integer(v))
+    except ValueError as exc:
+        return Verdict(False, f"The answer {answer!r} cannot be read as a number ({exc}).")
     if len(unknowns) != 1:
         return Verdict(False, f"The equation {spec!r} must have exactly one unknown, it has {len(unknowns)}.")
     x = unknowns[0]
