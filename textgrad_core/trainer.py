@@ -66,6 +66,8 @@ class Trainer:
         self.policy: StepPolicy = search if search is not None else PlainStep(self.config.val_every, self.config.update_on)
         self.search = search
         self.run = run
+        if run is not None:  # an optimizer or credit state no checkpoint can hold is reported before any call is paid
+            ckpt.object_state(optimizer), ckpt.object_state(credit)
         self.splits = splits or task.checked_splits()
         self.params = ParameterSet(task.initial_parameters())
         self.clock = PhaseClock(engines.ledger)
@@ -124,8 +126,7 @@ class Trainer:
         `calls_after` are the call records logged after the checkpoint: they were paid (their step did not
         complete), so they count toward the usage and the budget of the resumed run.
         """
-        if state.get("format") != ckpt.FORMAT:
-            raise TextgradError(f"checkpoint format {state.get('format')} is not {ckpt.FORMAT}; start a new run")
+        ckpt.check_format(state)
         ckpt.restore_parameters(self.params, state["parameters"])
         self.initial = EvalResult.from_state(state["initial"])
         self.initial_values = state["initial_values"]
