@@ -59,6 +59,8 @@ class AdaptiveCredit:
             fallback = await self.fallback.assign(rest, params, engine)
             result.feedback = fallback.feedback
             fallback_details = fallback.details
+        shown = [sections[e] for e in in_trace]
+        blocks = self.trace.parameter_blocks(shown)
         result.details = {
             "strategy_by_example": {t.example_id: "trace" if t.example_id in admitted else self.fallback_name for t in traces},
             "example_trace_tokens": alone,
@@ -67,7 +69,9 @@ class AdaptiveCredit:
             "trace_tokens": approx_tokens(text) if text else 0,
             "fallback": self.fallback_name,
             "fallback_details": fallback_details,
-            "parameter_blocks": self.trace.parameter_blocks([sections[e] for e in in_trace]),
+            "parameter_blocks": blocks,
+            # as trace's: the whole PARAMETERS section, so an optimizer showing every parameter leaves it out
+            "parameter_sections": {self.trace.parameters_section(shown): list(blocks)} if shown else {},
         }
         return result
 

@@ -128,6 +128,19 @@ def test_trace_and_joint_prompt_hold_each_value_once():
     assert occurrences(joint, INSTRUCTION) == 1 and occurrences(joint, DEMOS) == 1 and "<PARAMETERS>" not in joint
 
 
+def test_adaptive_credit_and_joint_prompt_hold_each_value_once():
+    """Adaptive credit publishes the trace's PARAMETERS section as trace does, so joint leaves it out there too."""
+    from credit.adaptive import AdaptiveCredit
+
+    eng, backend, params, traces = run_batch()
+    credit = asyncio.run(AdaptiveCredit().assign(traces, params, eng))
+    assert set(credit.details["strategy_by_example"].values()) == {"trace"}  # both examples fit the default budget
+    asyncio.run(JointUpdate().step(params, credit, eng, step=1))
+    joint = request_text(backend.requests[-1])
+    assert_each_value_once(joint, values_of(traces), "adaptive+joint")
+    assert occurrences(joint, INSTRUCTION) == 1 and occurrences(joint, DEMOS) == 1 and "<PARAMETERS>" not in joint
+
+
 def test_a_budget_cut_trace_still_shows_each_value_once():
     eng, _, params, traces = run_batch()
     cut = asyncio.run(TracePropagation(prompt_token_budget=400).assign(traces, params, eng))
