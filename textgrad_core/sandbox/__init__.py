@@ -135,6 +135,9 @@ Modules
 ``layers``   the child's view of the filesystem, its uid and environment, its config;
 ``launch``   spawning, output capture, timeout, killing and cleanup;
 ``results``  status records and the single place a SandboxResult is built;
+``pool`` / ``zygote``  the warm pool: a hardened zygote that forks a fresh child per call (what warm runs share
+             with their siblings, and the timings, are in docs/sandbox.md);
+``checked`` / ``wire``  checked runs (``acheck_program``): the trusted judge child and the program child;
 ``launcher.py`` / ``runner.py``  the two child scripts (stage 1 / stage 2), run by path.
 This module holds the public API and the fallback policy.
 """
