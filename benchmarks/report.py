@@ -193,9 +193,10 @@ def write_report(figs: dict[str, Any], doc: Path) -> None:
         "latency; *schedule limit* = the DAG's makespan on the 8 concurrency slots × latency.",
         "- **CPU split.** A separate run at 0 ms whose first call is a warm-up made inside the run, in its own event "
         "loop and through its own engines (so the SDK import, the client and its TLS context are the ones the run "
-        "then uses); cProfile and the steady-state clock start after that call, while the process's wall and CPU "
-        "include it, as they include every import. Each function's own time is bucketed by the package its file is "
-        "in (`other` is mostly the stdlib `typing` introspection the SDK's request transform calls). cProfile "
+        "then uses) and the imports deferred past the first request are done; cProfile and the steady-state clock "
+        "start after that, while the process's wall and CPU include it, as they include every import. Each "
+        "function's own time is bucketed by the package its file is in (`other`: the standard library and every "
+        "package not named). cProfile "
         "inflates the totals; the unprofiled process clock of the same run is given beside it.",
         "- **Start-up.** What the first request needs is imported before it (the SDK in a background thread, the "
         "engines, ops and losses); graphs, credit strategies, optimizers and the call DAG are imported while the "
