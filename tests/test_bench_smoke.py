@@ -90,3 +90,14 @@ def test_smoke_slice_produces_sane_figures(tmp_path):
     write_report(figures, doc)
     text = doc.read_text()
     assert "## Our workloads" in text and "## Scale" in text and "| (a) planner" in text
+
+
+def test_every_peer_run_starts_with_an_empty_disk_cache(tmp_path):
+    """A second `make bench` once reused the first one's TextGrad cache: the server saw 1 of its 65 calls."""
+    from benchmarks.peers import fresh_cache_dir
+
+    first = fresh_cache_dir(tmp_path, "textgrad_b_0ms")
+    (first / "textgrad").mkdir()
+    (first / "textgrad" / "cache_openai_gpt-4o.db").write_text("an earlier run's replies")
+    again = fresh_cache_dir(tmp_path, "textgrad_b_0ms")
+    assert again == first and again.is_dir() and list(again.iterdir()) == []

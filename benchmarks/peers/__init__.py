@@ -1,6 +1,7 @@
 """The peers (TextGrad, Trace) expressing workloads (a) and (b), each installed into its own virtualenv."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,13 +35,22 @@ def install(peer: str, workdir: Path) -> tuple[Path | None, str]:
     return python, stamp.read_text()
 
 
+def fresh_cache_dir(workdir: Path, name: str) -> Path:
+    """An empty cache directory for one peer run. The peers' disk caches (TextGrad's keys every prompt) would
+    otherwise answer from an earlier `make bench` in the same work dir and the server would see only the misses."""
+    cache = workdir / "peer_cache" / name
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    return cache
+
+
 def run(peer: str, workload: str, latency: float, workdir: Path) -> dict[str, Any]:
     """One run of the peer's version of `workload` against a fresh server; `error` says why when it cannot run."""
     python, version = install(peer, workdir)
     if python is None:
         return {"name": f"{peer}_{workload}", "error": version}
     name = f"{peer}_{workload}_{int(latency * 1000)}ms"
-    cache = workdir / "peer_cache" / name  # a fresh cache per run: the peers' disk caches would otherwise answer
+    cache = fresh_cache_dir(workdir, name)
     env = {"XDG_CACHE_HOME": str(cache), "TEXTGRAD_LOG_DIR": str(workdir / "peer_logs"), "LITELLM_LOG": "ERROR"}
     figures = run_client([str(python), str(HERE / f"run_{peer}.py"), "--workload", workload, "--out", "{out}"],
                          workdir, name, latency, env=env)
