@@ -100,6 +100,8 @@ def scale_table(figs: dict[str, Any]) -> list[str]:
     for r in figs["scale"]:
         note = r.get("skipped") or (f"{r['trace_tokens']} trace tokens" if "trace_tokens" in r else
                                    (f"{r['subgraph_nodes']} nodes kept" if "subgraph_nodes" in r else ""))
+        if r.get("strategies"):
+            note = f"credit by {', '.join(r['strategies'])}" + (f"; {note}" if note and r.get("trace_tokens") else "")
         rows.append(f"| {r['graph']} | {r['ops']} | {r['step']} | {_f(r.get('seconds'), 3)} | {_f(r.get('peak_mb'), 1)} | {note} |")
     return rows
 

@@ -110,7 +110,11 @@ def _steps(graph: str, n: int, build: Callable[[], tuple[ExampleTrace, list[Para
         "trace serialization": lambda: asyncio.run(TracePropagation(value_limit=200).assign([trace], params, _engines()["credit"])),
     }
     if agent:
-        actions["trace under an 8,000-token budget"] = lambda: asyncio.run(
+        # A budget cuts values (head and tail kept), never the structure: a 1,000-step loop's op lines alone are
+        # far over 8,000 tokens, which is what adaptive credit is for (trace when it fits, else backprop).
+        actions["trace with an 8,000-token budget (values cut)"] = lambda: asyncio.run(
+            TracePropagation(prompt_token_budget=8000).assign([trace], params, _engines()["credit"]))
+        actions["adaptive, 8,000 tokens (too long: backprop instead)"] = lambda: asyncio.run(
             AdaptiveCredit(max_trace_tokens=8000, fallback="backprop").assign([trace], params, _engines()["credit"]))
     for step, action in actions.items():
         if step in over:
@@ -120,6 +124,8 @@ def _steps(graph: str, n: int, build: Callable[[], tuple[ExampleTrace, list[Para
         row = {"graph": graph, "ops": ops, "step": step, "seconds": seconds, "peak_mb": peak}
         if hasattr(result, "details") and "trace_tokens" in (result.details or {}):
             row["trace_tokens"] = result.details["trace_tokens"]
+        if hasattr(result, "details") and "strategy_by_example" in (result.details or {}):
+            row["strategies"] = sorted(set(result.details["strategy_by_example"].values()))
         if hasattr(result, "g"):
             row["subgraph_nodes"] = result.g.number_of_nodes()
         rows.append(row)
