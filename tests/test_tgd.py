@@ -68,3 +68,19 @@ def test_parameters_are_updated_concurrently():
     credit = CreditResult("backprop", PER_PARAMETER, feedback={p.id: [ParameterFeedback("e", "fb")] for p in params})
     asyncio.run(TGD().step(params, credit, engine, step=1))
     assert backend.peak_in_flight == 4 and all(p.value == "x" for p in params)
+
+
+def test_a_reply_that_only_drops_the_trailing_newline_is_not_a_new_version():
+    """The delimiters drop a code value's trailing newline; battleship's policies once got a version per step for it."""
+    from textgrad_core.optimizers.base import Proposal, apply_proposal
+
+    code = "def act(plan):\n    return [0, 0]\n"
+    param = Parameter(value=code, role="the policy's act function", name="act", kind="code")
+    engine, _ = scripted_engine(replies=[f"<NEW_VALUE>\n{code}</NEW_VALUE>"])
+    (event,) = asyncio.run(TGD().step([param], credit_for(param, "aim better"), engine, step=1))
+    assert not event.accepted and param.version == 0 and param.value == code
+    # A proposal built elsewhere (a merge, a plug-in) is held to the same rule when it is applied.
+    (applied,) = apply_proposal([param], Proposal(values={param.id: code.rstrip("\n")}), step=2)
+    assert not applied.accepted and param.version == 0 and "equals the current value" in applied.reason
+    (changed,) = apply_proposal([param], Proposal(values={param.id: code.replace("0, 0", "1, 1")}), step=3)
+    assert changed.accepted and param.version == 1

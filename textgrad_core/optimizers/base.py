@@ -135,12 +135,23 @@ class ScriptStepping:
         self.steps_taken = steps
 
 
+def same_value(current: Any, proposed: Any) -> bool:
+    """True when a proposal would change nothing: equal values, or texts equal up to surrounding whitespace (a reply's
+    delimiters drop a code value's trailing newline; that is not a new version)."""
+    if isinstance(current, str) and isinstance(proposed, str):
+        return current.strip() == proposed.strip()
+    return current == proposed
+
+
 def apply_proposal(params: list[Parameter], proposal: Proposal, step: int) -> list[UpdateEvent]:
     """Apply a proposal through Parameter.update (so every change is a new version) and report each parameter."""
     events = list(proposal.unchanged)
     for param in params:
         if param.id in proposal.values:
             old_version = param.version
+            if same_value(param.value, proposal.values[param.id]):  # a plug-in's or a merge's proposal, too
+                events.append(UpdateEvent(param.id, False, old_version, reason="the proposal equals the current value"))
+                continue
             failure = param.rejection(proposal.values[param.id])
             if failure is not None:  # a proposal built elsewhere (a merge, a plug-in) still never corrupts a parameter
                 events.append(UpdateEvent(param.id, False, old_version, reason=f"proposal {failure}, kept v{old_version}"))

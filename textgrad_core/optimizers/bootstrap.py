@@ -15,7 +15,7 @@ from typing import Any
 from textgrad_core.credit import CreditResult
 from textgrad_core.engines import Engine
 from textgrad_core.modules.recorder import TRAIN_SPLIT, observations
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, same_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -68,7 +68,7 @@ class BootstrapDemos(ScriptStepping):
                                   "step": step, "reason": str(rejected)})
                 proposal.unchanged.append(UpdateEvent(param.id, False, param.version,
                                                       reason=f"rejected by a validator, kept v{param.version}: {rejected}"))
-            elif value == param.value:
+            elif same_value(param.value, value):
                 proposal.unchanged.append(UpdateEvent(param.id, False, param.version, reason="no new demo"))
             else:
                 proposal.values[param.id] = value

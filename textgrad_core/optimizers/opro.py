@@ -10,7 +10,7 @@ from textgrad_core import prompts
 from textgrad_core.checkpoint import malformed
 from textgrad_core.credit import PER_PARAMETER, SCORES, TRACE, CreditResult, mean_score
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value, same_value
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
 from textgrad_core.optimizers.kinds import contract, render_value
 from textgrad_core.runlog import JsonlLog
@@ -121,7 +121,7 @@ class OPRO(ScriptStepping):
         for param, (value, error, attempt) in zip(params, replies):
             if value is None:
                 proposal.unchanged.append(rejected_reply(self.name, param, step, error, events, sample_index))
-            elif value == param.value:
+            elif same_value(param.value, value):
                 proposal.unchanged.append(UpdateEvent(param.id, False, param.version, reason="the optimizer proposed the current value"))
             else:
                 proposal.values[param.id] = value

@@ -17,7 +17,7 @@ from textgrad_core.credit import CreditResult
 from textgrad_core.engines import Engine
 from textgrad_core.modules import prompts
 from textgrad_core.modules.recorder import declaration, observations
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value
+from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, request_value, same_value
 from textgrad_core.runlog import JsonlLog
 from textgrad_core.variable import Parameter
 
@@ -67,7 +67,7 @@ class StaticAnalysis(ScriptStepping):
             if rejected is not None:
                 proposal.unchanged.append(UpdateEvent(param.id, False, param.version,
                                                       reason=f"rejected by a validator, kept v{param.version}: {rejected}"))
-            elif value == param.value:
+            elif same_value(param.value, value):
                 proposal.unchanged.append(UpdateEvent(param.id, False, param.version,
                                                       reason="the optimizer proposed the current value"))
             else:

@@ -9,7 +9,8 @@ from textgrad_core import prompts
 from textgrad_core.checkpoint import malformed
 from textgrad_core.credit import CreditResult, ParameterFeedback
 from textgrad_core.engines import Engine
-from textgrad_core.optimizers.base import Proposal, ScriptStepping, UpdateEvent, rejected_reply, render_feedback, request_value
+from textgrad_core.optimizers.base import (Proposal, ScriptStepping, UpdateEvent, rejected_reply, render_feedback,
+                                          request_value, same_value)
 from textgrad_core.optimizers.budget import CHARS_PER_TOKEN, fit_texts
 from textgrad_core.optimizers.context import example_contexts, without_shown_parameters
 from textgrad_core.optimizers.kinds import contract, render_value
@@ -141,6 +142,6 @@ class TGD(ScriptStepping):
             temperature=self.temperature if temperature is None else temperature, sample_index=sample_index)
         if value is None:
             return None, "", rejected_reply(self.name, param, step, error, events, sample_index)
-        if value == param.value:
+        if same_value(param.value, value):
             return None, "", UpdateEvent(param.id, False, param.version, reason="the optimizer proposed the current value")
         return value, f"{self.name} update" + (" (after re-ask)" if attempt else ""), None
