@@ -34,6 +34,8 @@ def evaluate(text: str, *, binary: tuple[type, ...] = tuple(BINARY), max_chars: 
 
     def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            if not abs(node.value) <= max_magnitude:  # also refuses nan/inf literals such as 1e999
+                raise ValueError("a number in the expression is out of range")
             return number(node.value)
         if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
             return UNARY[type(node.op)](walk(node.operand))
