@@ -20,6 +20,7 @@ from textgrad_core.engines import EngineSet
 from textgrad_core.errors import ConfigError
 from textgrad_core.graph import Graph
 from textgrad_core.variable import ParameterSet, Tape
+from tests.battleship_policies import HUNT_ACT, HUNT_REASON
 from tests.scripted import scripted_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,19 +220,6 @@ def test_battleship_metric_describes_the_game():
     assert full.score == budgeted.hit_rate < 1.0  # shots past the budget do not count
 
 
-HUNT_REASON = '''def reason(observation):
-    board, n = observation["board"], observation["size"]
-    near = []
-    for r in range(n):
-        for c in range(n):
-            if board[r][c] == "X":
-                for a, b in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                    if 0 <= a < n and 0 <= b < n and board[a][b] == "." and [a, b] not in near:
-                        near.append([a, b])
-    parity = [[r, c] for r in range(n) for c in range(n) if board[r][c] == "." and (r + c) % 2 == 0]
-    return {"targets": near + parity}
-'''
-HUNT_ACT = 'def act(plan):\n    return plan["targets"][0]\n'
 
 
 def test_a_better_policy_scores_higher_than_the_initial_row_scan():

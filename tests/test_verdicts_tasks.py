@@ -16,6 +16,7 @@ import pytest
 
 from tasks import battleship as bs
 from tasks.humaneval_sf import HumanEvalSampleFilterTask
+from tests.battleship_policies import HUNT_ACT, HUNT_REASON
 from textgrad_core.engines import ScriptedBackend, build_engine
 from textgrad_core.graph import Graph
 from textgrad_core.modules import SampleAndFilter
@@ -136,19 +137,6 @@ BS_ATTACKS = _attacks(
 BS_ATTACKS["bool subclass"] = BS_ATTACKS["bool subclass"].replace("return B(1)", "return [B(0), B(0)]")
 
 
-HUNT_REASON = '''def reason(observation):
-    board, n = observation["board"], observation["size"]
-    near = []
-    for r in range(n):
-        for c in range(n):
-            if board[r][c] == "X":
-                for a, b in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
-                    if 0 <= a < n and 0 <= b < n and board[a][b] == "." and [a, b] not in near:
-                        near.append([a, b])
-    parity = [[r, c] for r in range(n) for c in range(n) if board[r][c] == "." and (r + c) % 2 == 0]
-    return {"targets": near + parity}
-'''
-HUNT_ACT = 'def act(plan):\n    return plan["targets"][0]\n'
 
 
 def _policies(name: str) -> list[tuple[str, str, str]]:
