@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from tests.proc_scan import live_pids_of_uid
 from textgrad_core import sandbox
 from textgrad_core.sandbox import (
     SandboxLimits,
@@ -250,27 +251,11 @@ def test_fork_bomb_stopped_by_kernel_without_audit_hook(layers):
     assert run_uid != os.getuid()
     deadline = time.monotonic() + 5
     while True:
-        alive = _pids_of_uid(run_uid)
+        alive = live_pids_of_uid(run_uid)
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     assert not alive
-
-
-def _pids_of_uid(uid: int) -> list[int]:
-    """Live (non-zombie) processes whose real uid is ``uid``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/status") as f:
-                    text = f.read()
-            except OSError:
-                continue
-            uids = next((line.split()[1:] for line in text.splitlines() if line.startswith("Uid:")), [])
-            if uids and int(uids[0]) == uid and "\nState:\tZ" not in text:
-                found.append(int(name))
-    return found
 
 
 def _is_alive(pid: int) -> bool:

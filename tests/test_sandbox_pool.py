@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.proc_scan import live_pids_of_uid
 from textgrad_core import sandbox
 from textgrad_core.sandbox import SandboxLimits, pool
 from textgrad_core.sandbox.limits import Job
@@ -50,22 +51,6 @@ def warm_layers() -> list[str]:
     return outcome.result.layers
 
 
-def _alive_with_uid(uid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as f:
-                text = f.read()
-        except OSError:
-            continue
-        uids = next((line.split()[1:] for line in text.splitlines() if line.startswith("Uid:")), [])
-        if uids and int(uids[0]) == uid and "\nState:\tZ" not in text:
-            found.append(int(name))
-    return found
-
-
 def test_a_run_that_leaves_nothing_is_not_scanned_for(warm_layers, scans):
     for _ in range(3):
         outcome = _run("print(sum(range(10)))")
@@ -92,9 +77,9 @@ def test_a_leftover_in_its_own_session_is_killed(warm_layers, scans):
     uid = int(outcome.result.stdout.split()[1])
     assert scans == [uid]  # the orphan was the zygote's child: the scan ran
     deadline = time.monotonic() + 5
-    while _alive_with_uid(uid) and time.monotonic() < deadline:
+    while live_pids_of_uid(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _alive_with_uid(uid) == []
+    assert live_pids_of_uid(uid) == []
 
 
 def test_a_timed_out_run_is_scanned_for_and_nothing_survives(warm_layers, scans):
@@ -103,7 +88,7 @@ def test_a_timed_out_run_is_scanned_for_and_nothing_survives(warm_layers, scans)
     outcome = asyncio.run(sandbox._execute(job))
     assert outcome.result.timed_out
     uid = int(outcome.result.stdout.split()[0])
-    assert _alive_with_uid(uid) == []
+    assert live_pids_of_uid(uid) == []
     assert len(scans) <= 1  # at most once per run, never twice
 
 
