@@ -49,17 +49,24 @@ def _engines() -> EngineSet:
     return EngineSet({"forward": {"provider": "scripted", "model": "s", "cache": {"enabled": False}}}, scripted=backend)
 
 
-def generated_graph(n_ops: int, seed: int = 0) -> tuple[ExampleTrace, list[Parameter]]:
-    """A recorded graph of `n_ops` traced ops and its trainable parameters (one per 50 ops)."""
+def generated_tape(n_ops: int, seed: int = 0) -> tuple[Tape, Variable, Variable, list[Parameter]]:
+    """The tape of `n_ops` traced ops, each also reading a random earlier value, with a parameter every 50 ops: the
+    tape, its output, the loss on it and the parameters."""
     rng = random.Random(seed)
-    params = [Parameter(value=f"parameter {i}", role=f"setting {i}", name=f"p{i}") for i in range(n_ops // 50 + 1)]
+    params = [Parameter(value=f"parameter {i}", role=f"setting {i}", name=f"p{i}") for i in range((n_ops - 2) // 50 + 1)]
     with Tape("generated") as tape:
         values: list[Variable] = [Variable("input", role="input")]
         for i in range(n_ops - 1):
             other = params[i // 50] if i % 50 == 0 else values[rng.randrange(len(values))]
             values.append(combine(values[-1], other))
         loss = MetricLoss(_wrong)(values[-1], None)
-    return ExampleTrace("generated", values[-1], loss, Graph(tape.variables + [loss])), params
+    return tape, values[-1], loss, params
+
+
+def generated_graph(n_ops: int, seed: int = 0) -> tuple[ExampleTrace, list[Parameter]]:
+    """A recorded graph of `n_ops` traced ops and its trainable parameters (one per 50 ops)."""
+    tape, output, loss, params = generated_tape(n_ops, seed)
+    return ExampleTrace("generated", output, loss, Graph(tape.variables + [loss])), params
 
 
 def agent_loop(steps: int, engines: EngineSet) -> tuple[ExampleTrace, list[Parameter]]:

@@ -17,36 +17,18 @@ from credit.semantic import SemanticBackprop
 from credit.trace import TracePropagation
 from textgrad_core.credit import ExampleTrace
 from textgrad_core.graph import Graph
-from textgrad_core.loss import MetricLoss, MetricResult
-from textgrad_core.ops import traced
 from textgrad_core.variable import Parameter, Tape, Variable
+from benchmarks.scale import combine, generated_tape
 from tests.scripted import scripted_engine
 
 SMALL, LARGE = 400, 1600  # 4x
 N_LOG_N = 4 * 1.25  # 4x the ops at n log n (log 1600 / log 400 = 1.23), with a little room; quadratic is ~16
 
 
-@traced
-def combine(left: str, right: str) -> str:
-    """Joins two values."""
-    return f"{left[:20]}|{right[:20]}"
-
-
-def _wrong(prediction, example) -> MetricResult:
-    return MetricResult(score=0.0, feedback="Wrong: the final value misses the target.")
-
-
 def generated(n_ops: int, seed: int = 0) -> tuple[Graph, Tape, Variable, Variable, list[Parameter]]:
-    """A chain of `n_ops` traced ops, each also reading a random earlier value, with a parameter every 50 ops."""
-    rng = random.Random(seed)
-    params = [Parameter(value=f"parameter {i}", role=f"setting {i}", name=f"p{i}") for i in range((n_ops - 2) // 50 + 1)]
-    with Tape("generated") as tape:
-        values: list[Variable] = [Variable("input", role="input")]
-        for i in range(n_ops - 1):
-            other = params[i // 50] if i % 50 == 0 else values[rng.randrange(len(values))]
-            values.append(combine(values[-1], other))
-        loss = MetricLoss(_wrong)(values[-1], None)
-    return Graph(tape.variables + [loss]), tape, values[-1], loss, params
+    """The benchmark's generated graph (benchmarks.scale.generated_tape), with its tape."""
+    tape, output, loss, params = generated_tape(n_ops, seed)
+    return Graph(tape.variables + [loss]), tape, output, loss, params
 
 
 def calls(fn) -> tuple[int, object]:
