@@ -115,6 +115,14 @@ def test_edge_prompts_hold_each_value_once(strategy):
     assert all(t.count(RESPONSE) == 1 for t in passthrough)
 
 
+def assert_joint_prompt_shows_each_value_once(eng, backend, params, traces, credit, where: str) -> None:
+    """One joint update from `credit`: its prompt holds each value once and no trace PARAMETERS section."""
+    asyncio.run(JointUpdate().step(params, credit, eng, step=1))
+    joint = request_text(backend.requests[-1])
+    assert_each_value_once(joint, values_of(traces), where)
+    assert occurrences(joint, INSTRUCTION) == 1 and occurrences(joint, DEMOS) == 1 and "<PARAMETERS>" not in joint
+
+
 def test_trace_and_joint_prompt_hold_each_value_once():
     eng, backend, params, traces = run_batch()
     credit = asyncio.run(TracePropagation().assign(traces, params, eng))
@@ -122,10 +130,7 @@ def test_trace_and_joint_prompt_hold_each_value_once():
     first_line = RESPONSE.splitlines()[0]
     assert credit.trace.count(first_line) == 1  # 4 value lines show it: 2 examples x (response, checked)
     assert credit.trace.count(credit_prompts.TRACE_SAME_AS.format(id="v1", example_id="ex0")) == 3  # the other 3 refer to it
-    asyncio.run(JointUpdate().step(params, credit, eng, step=1))
-    joint = request_text(backend.requests[-1])
-    assert_each_value_once(joint, values_of(traces), "joint")
-    assert occurrences(joint, INSTRUCTION) == 1 and occurrences(joint, DEMOS) == 1 and "<PARAMETERS>" not in joint
+    assert_joint_prompt_shows_each_value_once(eng, backend, params, traces, credit, "joint")
 
 
 def test_adaptive_credit_and_joint_prompt_hold_each_value_once():
@@ -135,10 +140,7 @@ def test_adaptive_credit_and_joint_prompt_hold_each_value_once():
     eng, backend, params, traces = run_batch()
     credit = asyncio.run(AdaptiveCredit().assign(traces, params, eng))
     assert set(credit.details["strategy_by_example"].values()) == {"trace"}  # both examples fit the default budget
-    asyncio.run(JointUpdate().step(params, credit, eng, step=1))
-    joint = request_text(backend.requests[-1])
-    assert_each_value_once(joint, values_of(traces), "adaptive+joint")
-    assert occurrences(joint, INSTRUCTION) == 1 and occurrences(joint, DEMOS) == 1 and "<PARAMETERS>" not in joint
+    assert_joint_prompt_shows_each_value_once(eng, backend, params, traces, credit, "adaptive+joint")
 
 
 def test_a_budget_cut_trace_still_shows_each_value_once():
